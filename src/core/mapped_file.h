@@ -1,0 +1,34 @@
+// Read-only memory map of a whole file. Model weights are used in place from
+// the map; nothing is copied unless a conversion is needed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace lowbit {
+
+class MappedFile {
+ public:
+  // Throws Error naming the path if it cannot be opened or mapped.
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::span<const uint8_t> bytes() const { return {data_, size_}; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Reads a whole file into a string; throws Error naming the path.
+std::string ReadFileToString(const std::string& path);
+
+}  // namespace lowbit

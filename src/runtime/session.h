@@ -1,0 +1,59 @@
+// Inference session: a model plus its KV cache. Eval() runs the readable FP32
+// reference forward pass (runtime/forward.cc) over a batch of new tokens at
+// the current position, multi-threaded over output rows.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/model.h"
+
+namespace lowbit {
+
+struct SessionOptions {
+  int threads = 0;        // <= 0: one per core
+  int max_context = 0;    // <= 0: the model's context_length
+  int max_batch = 512;    // tokens per forward call (longer inputs are split)
+};
+
+class Session {
+ public:
+  Session(const Model& model, const SessionOptions& options);
+  ~Session();
+
+  const Model& model() const { return model_; }
+  int position() const { return position_; }
+  int max_context() const { return max_context_; }
+  void Reset() { position_ = 0; }
+
+  // Appends `tokens` at positions [position(), position() + n) and computes
+  // logits for the last token only, or for every token when all_logits.
+  // Throws Error when the context would overflow or a token id is out of range.
+  void Eval(std::span<const int32_t> tokens, bool all_logits);
+
+  // Row-major logits of the last Eval: (n, vocab) with all_logits, else (1, vocab).
+  std::span<const float> logits() const { return logits_; }
+
+  // Optional hook for layer-by-layer checks: called after the embedding
+  // (layer = -1) and after every block (layer = 0..L-1) with the residual
+  // stream of the current batch, row-major (n, dim).
+  std::function<void(int layer, std::span<const float> hidden)> on_hidden;
+
+ private:
+  void EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::vector<float>* out);
+
+  const Model& model_;
+  int max_context_;
+  int max_batch_;
+  int position_ = 0;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<float> key_cache_;    // (layers, max_context, kv_heads * head_dim)
+  std::vector<float> value_cache_;  // (layers, max_context, kv_heads * head_dim)
+  std::vector<float> logits_;
+};
+
+}  // namespace lowbit
