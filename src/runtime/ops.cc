@@ -1,0 +1,114 @@
+// Reference FP32 operators: readable loops, accumulation in a fixed order so
+// results are bit-identical for a given thread count.
+#include "runtime/ops.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace lowbit {
+
+float DotRef(const float* a, const float* b, int64_t n) {
+  // Eight interleaved partial sums: a fixed summation order (so results do not
+  // depend on the compiler) that the compiler can still vectorize.
+  constexpr int kLanes = 8;
+  float lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += a[i + l] * b[i + l];
+  for (int l = 0; i < n; ++i, ++l) lanes[l] += a[i] * b[i];
+  float sum = 0.0f;
+  for (float v : lanes) sum += v;
+  return sum;
+}
+
+void MatMulRef(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  LOWBIT_CHECK(w.shape.size() == 2);
+  const int64_t out = w.shape[0], in = w.shape[1];
+  pool.ParallelFor(out, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(static_cast<size_t>(in));  // one row of W as f32
+    const float* wr = row.data();
+    for (int64_t o = begin; o < end; ++o) {
+      if (w.type == DType::kF32) {
+        wr = static_cast<const float*>(w.data) + o * in;
+      } else {
+        ToF32(w, o * in, in, row.data());
+        wr = row.data();
+      }
+      for (int64_t t = 0; t < n; ++t) y[t * out + o] = DotRef(wr, x + t * in, in);
+    }
+  });
+}
+
+void AddBias(const TensorView& b, int64_t n, float* y) {
+  const int64_t d = b.NumElements();
+  std::vector<float> bias = ToF32(b);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < d; ++i) y[t * d + i] += bias[size_t(i)];
+}
+
+void RmsNorm(const float* x, const TensorView& w, float eps, int64_t n, int64_t d, float* out) {
+  std::vector<float> weight = ToF32(w);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * d;
+    float ss = 0.0f;
+    for (int64_t i = 0; i < d; ++i) ss += xt[i] * xt[i];
+    const float scale = 1.0f / std::sqrt(ss / float(d) + eps);
+    for (int64_t i = 0; i < d; ++i) out[t * d + i] = xt[i] * scale * weight[size_t(i)];
+  }
+}
+
+void LayerNorm(const float* x, const TensorView& w, const TensorView& b, float eps, int64_t n, int64_t d,
+               float* out) {
+  std::vector<float> weight = ToF32(w), bias = ToF32(b);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * d;
+    float mean = 0.0f;
+    for (int64_t i = 0; i < d; ++i) mean += xt[i];
+    mean /= float(d);
+    float var = 0.0f;
+    for (int64_t i = 0; i < d; ++i) var += (xt[i] - mean) * (xt[i] - mean);
+    var /= float(d);
+    const float scale = 1.0f / std::sqrt(var + eps);
+    for (int64_t i = 0; i < d; ++i) out[t * d + i] = (xt[i] - mean) * scale * weight[size_t(i)] + bias[size_t(i)];
+  }
+}
+
+void Rope(float* x, int n_heads, int head_dim, int pos, float theta, bool interleaved) {
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int i = 0; i < half; ++i) {
+      // Frequency of pair i: theta^(-2i/head_dim), the same in both conventions.
+      const float freq = std::pow(theta, -float(2 * i) / float(head_dim));
+      const float angle = float(pos) * freq;
+      const float c = std::cos(angle), s = std::sin(angle);
+      const int a = interleaved ? 2 * i : i;
+      const int b = interleaved ? 2 * i + 1 : i + half;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * c - x1 * s;
+      v[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+void Softmax(float* x, int64_t n) {
+  float max = x[0];
+  for (int64_t i = 1; i < n; ++i) max = std::max(max, x[i]);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  for (int64_t i = 0; i < n; ++i) x[i] /= sum;
+}
+
+float Silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+float GeluTanh(float x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+
+}  // namespace lowbit

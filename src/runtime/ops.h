@@ -1,0 +1,41 @@
+// Reference FP32 operators of the forward pass: plain loops, no intrinsics,
+// shapes in comments. These stay in the library as the `--reference` path
+// that every fast kernel is checked against.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace lowbit {
+
+// Dot product of two f32 vectors of length n, summed in a fixed order.
+float DotRef(const float* a, const float* b, int64_t n);
+
+// y (n, out) = x (n, in) @ W^T, W a (out, in) weight of any loadable dtype;
+// rows of W are converted to f32 on the fly. Parallel over output rows.
+void MatMulRef(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool);
+
+// y (n, d) += b (d): adds a bias (any loadable dtype) to every row.
+void AddBias(const TensorView& b, int64_t n, float* y);
+
+// out (n, d) = x / sqrt(mean(x^2) + eps) * w, row by row.
+void RmsNorm(const float* x, const TensorView& w, float eps, int64_t n, int64_t d, float* out);
+
+// out (n, d) = (x - mean) / sqrt(var + eps) * w + b, row by row.
+void LayerNorm(const float* x, const TensorView& w, const TensorView& b, float eps, int64_t n, int64_t d,
+               float* out);
+
+// Rotary position embedding applied in place to x (n_heads, head_dim) at `pos`.
+// interleaved: rotates pairs (2i, 2i+1); otherwise pairs (i, i + head_dim/2).
+void Rope(float* x, int n_heads, int head_dim, int pos, float theta, bool interleaved);
+
+// In-place softmax over n values.
+void Softmax(float* x, int64_t n);
+
+float Silu(float x);
+// GPT-2's tanh approximation ("gelu_new").
+float GeluTanh(float x);
+
+}  // namespace lowbit
