@@ -37,6 +37,10 @@ class Tokenizer {
   // Control tokens (BOS/EOS/...) give "".
   virtual std::string TokenToPiece(int32_t token) const = 0;
 
+  // The token's text as stored in the vocabulary (U+2581 for spaces in SPM vocabs,
+  // byte-level symbols in GPT-2 vocabs). Throws Error for an id out of range.
+  virtual const std::string& TokenText(int32_t token) const = 0;
+
   // Text of `token` when it follows `prev`, as printed during generation:
   // for SPM, the leading space of the first token after BOS is dropped (llama2.c / SentencePiece decode).
   std::string DecodeNext(int32_t prev, int32_t token) const;
