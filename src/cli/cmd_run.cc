@@ -1,5 +1,6 @@
 // `lowbit run MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]`:
 // generates text, streaming it to stdout, or prints a JSON report.
+#include <algorithm>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -35,6 +36,15 @@ Runner AddRunCommand(CLI::App& app) {
     SessionOptions so;
     so.threads = o->model.threads;
     so.max_context = o->ctx;
+    if (o->ctx == 0) {
+      // Default: the trained context, grown to fit prompt + generation (llama.cpp also
+      // runs past n_ctx_train, with a warning).
+      const int64_t need = int64_t(model->tokenizer->Encode(o->prompt, true).size()) + 1 + o->n;
+      so.max_context = int(std::max<int64_t>(model->config.context_length, need));
+      if (need > model->config.context_length)
+        fmt::print(stderr, "warning: context {} is longer than the model's trained context {}\n", need,
+                   model->config.context_length);
+    }
     Session session(*model, so);
     Sampler sampler(o->sampler);
     auto stream = [&](const std::string& piece) {
