@@ -70,7 +70,8 @@ class SafetensorsFile {
 };
 
 // A whole checkpoint in a Hugging Face folder: model.safetensors.index.json
-// with its shards, or a single model.safetensors.
+// with its shards, or a single model.safetensors (or the folder's one
+// .safetensors file under another name).
 class SafetensorsCheckpoint {
  public:
   // Throws Error naming `dir` if it holds neither file, or naming the file at fault.
