@@ -66,7 +66,8 @@ TEST(Perplexity, GptqProtocolScoresEveryPrediction) {
 }
 
 TEST(Perplexity, JoinRowsGptqRebuildsWikiTextRows) {
-  EXPECT_EQ(JoinRowsGptq(" \n = Title = \n \n Text .\n"), "\n\n = Title = \n\n\n\n Text .\n");
+  // Rows: "", " = Title = \n", "", " Text .\n" joined by "\n\n".
+  EXPECT_EQ(JoinRowsGptq(" \n = Title = \n \n Text .\n"), "\n\n = Title = \n\n\n\n\n Text .\n");
 }
 
 TEST(Kld, ModelAgainstItselfIsZeroAndF16IsSmall) {

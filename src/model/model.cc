@@ -54,8 +54,10 @@ void Model::Validate() const {
   const ModelConfig& c = config;
   c.Validate(path);
   if (!tokenizer) Fail("{}: no tokenizer", path);
-  if (tokenizer->vocab_size() != c.vocab_size)
-    Fail("{}: tokenizer has {} tokens but the model's vocab is {}", path, tokenizer->vocab_size(), c.vocab_size);
+  // Checkpoints often pad the embedding beyond the tokenizer (Qwen2: 151936 rows for ~151646 tokens).
+  if (tokenizer->vocab_size() > c.vocab_size)
+    Fail("{}: tokenizer has {} tokens but the model's embedding has only {} rows", path, tokenizer->vocab_size(),
+         c.vocab_size);
   const int64_t d = c.dim, hd = c.head_dim, f = c.ffn_dim, v = c.vocab_size;
   const int64_t q = int64_t(c.n_heads) * hd, kv = int64_t(c.n_kv_heads) * hd;
   Get("token_embd.weight", {v, d});
