@@ -10,12 +10,14 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
 #include "io/gguf.h"
 #include "test_util.h"
 #include "tokenizer/loaders.h"
+#include "tokenizer/spm_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lowbit {
@@ -64,7 +66,7 @@ std::unique_ptr<Tokenizer> LoadGgufTokenizer(const std::string& rel) {
 
 std::string Ids(const std::vector<int32_t>& ids) {
   std::string s;
-  for (int32_t id : ids) s += " " + std::to_string(id);
+  for (int32_t id : ids) s += fmt::format(" {}", id);
   return s;
 }
 
@@ -299,6 +301,28 @@ TEST(TokenizerStories, DecodeNextDropsSpaceAfterBos) {
   EXPECT_THROW(tok->TokenToPiece(-1), Error);
 }
 
+// SPM merges word by word when no token has U+2581 after another character;
+// a vocab with one such (never used) token takes the whole-text path instead.
+TEST(TokenizerStories, WordByWordMergingIsExact) {
+  LOWBIT_REQUIRE_SHARED(kTinyStories);
+  const std::string text = ReadTokenizerFile(SharedPath(kTinyStories));
+  for (const char* rel : {kStoriesGguf, kLlamaGguf}) {
+    if (!std::filesystem::exists(SharedPath(rel))) continue;
+    auto tok = LoadGgufTokenizer(rel);
+    const auto* spm = dynamic_cast<const SpmTokenizer*>(tok.get());
+    ASSERT_NE(spm, nullptr);
+    Vocab vocab = spm->vocab();
+    vocab.tokens.push_back("\x01\xE2\x96\x81\x01");
+    vocab.scores.push_back(-1e9f);
+    vocab.types.push_back(TokenType::kNormal);
+    vocab.Finalize("whole-text vocab");
+    const SpmTokenizer whole(std::move(vocab), true);
+    EXPECT_EQ(whole.Encode(text, true), tok->Encode(text, true)) << rel;
+    const std::string odd = "\xF0\xE2\x96\x81 a  b\xE2\x96\x81\xE2\x96\x81" "c \xE2 d";
+    EXPECT_EQ(whole.Encode(odd, false), tok->Encode(odd, false)) << rel;
+  }
+}
+
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -322,6 +346,34 @@ TEST(TokenizerSpeed, TinyStories) {
     EXPECT_LT(seconds, 10.0) << c.label;  // loose: sanitizer and debug builds run here too
     EXPECT_EQ(tok->Decode(ids), text) << c.label;
   }
+}
+
+// Long runs of one character class stress the regex (PCRE2 JIT stack) and the merge queues.
+TEST(TokenizerSpeed, LongRuns) {
+  for (const char* rel : {kGpt2Gguf, kLlamaGguf}) {
+    if (!std::filesystem::exists(SharedPath(rel))) continue;
+    auto tok = LoadGgufTokenizer(rel);
+    for (const std::string& text : {std::string(1 << 20, 'a'), std::string(1 << 20, ' '), std::string(1 << 20, '7'),
+                                    std::string(1 << 20, '!') + "\xC3\xA9 x", std::string(1 << 18, '\xff')}) {
+      const auto start = std::chrono::steady_clock::now();
+      const std::vector<int32_t> ids = tok->Encode(text, false);
+      EXPECT_LT(Seconds(start), 10.0) << rel;
+      EXPECT_EQ(tok->Decode(ids), text) << rel;
+    }
+  }
+}
+
+TEST(TokenizerSpeed, ConcurrentEncodeAgrees) {
+  LOWBIT_REQUIRE_SHARED(kGpt2Gguf);
+  LOWBIT_REQUIRE_SHARED(kTinyStories);
+  auto tok = LoadGgufTokenizer(kGpt2Gguf);
+  const std::string text = ReadTokenizerFile(SharedPath(kTinyStories)).substr(0, 200000);
+  const std::vector<int32_t> want = tok->Encode(text, false);
+  std::vector<std::vector<int32_t>> got(4);
+  std::vector<std::thread> threads;
+  for (auto& g : got) threads.emplace_back([&] { g = tok->Encode(text, false); });
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) EXPECT_EQ(g, want);
 }
 
 }  // namespace

@@ -33,6 +33,27 @@ struct BigramOrder {
   }
 };
 
+// Merges symbols[begin, end) (a linked chain) pairwise, highest priority first.
+template <typename Queue, typename TryAdd>
+void RunMerges(std::vector<Symbol>& symbols, int32_t begin, int32_t end, Queue& queue, TryAdd&& try_add) {
+  for (int32_t i = begin + 1; i < end; ++i) try_add(i - 1, i);
+  while (!queue.empty()) {
+    const Bigram bigram = queue.top();
+    queue.pop();
+    Symbol& left = symbols[bigram.left];
+    if (left.n != bigram.left_n || left.next < 0) continue;
+    Symbol& right = symbols[left.next];
+    if (right.n == 0 || left.n + right.n != bigram.size) continue;
+    left.n += right.n;
+    left.id = bigram.merged;
+    right.n = 0;
+    left.next = right.next;
+    if (right.next >= 0) symbols[right.next].prev = bigram.left;
+    try_add(left.prev, bigram.left);
+    try_add(bigram.left, left.next);
+  }
+}
+
 }  // namespace
 
 SpmTokenizer::SpmTokenizer(Vocab vocab, bool add_space_prefix, MergeTable merges)
@@ -40,6 +61,16 @@ SpmTokenizer::SpmTokenizer(Vocab vocab, bool add_space_prefix, MergeTable merges
   bos_ = vocab_.bos;
   eos_ = vocab_.eos;
   add_bos_ = vocab_.add_bos;
+  // Words can be merged one at a time when every U+2581 inside a token follows
+  // another U+2581 (true of SentencePiece vocabs split on whitespace): then no
+  // merge can join a word start to the text before it.
+  split_at_word_starts_ = true;
+  for (const std::string& token : vocab_.tokens) {
+    for (size_t pos = token.find(kSpmSpace, 1); pos != std::string::npos; pos = token.find(kSpmSpace, pos + 1)) {
+      if (pos < kSpmSpace.size() || token.compare(pos - kSpmSpace.size(), kSpmSpace.size(), kSpmSpace) != 0)
+        split_at_word_starts_ = false;
+    }
+  }
   static constexpr char kHex[] = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) {
     const char name[] = {'<', '0', 'x', kHex[b >> 4], kHex[b & 15], '>'};
@@ -88,11 +119,15 @@ void SpmTokenizer::EncodeEscaped(std::string_view text, std::vector<int32_t>& ou
     const uint32_t n = static_cast<uint32_t>(
         std::min(Utf8SequenceLength(static_cast<uint8_t>(text[offset])), text.size() - offset));
     const int32_t index = static_cast<int32_t>(symbols.size());
-    symbols.push_back({index - 1, offset + n == text.size() ? -1 : index + 1, static_cast<uint32_t>(offset), n,
-                       vocab_.Find(text.substr(offset, n))});
+    symbols.push_back({index - 1, index + 1, static_cast<uint32_t>(offset), n, vocab_.Find(text.substr(offset, n))});
     offset += n;
   }
+  auto is_space = [&](const Symbol& s) { return text.substr(s.start, s.n) == kSpmSpace; };
+  auto ends_with_space = [&](const Symbol& s) { return text.substr(0, s.start + s.n).ends_with(kSpmSpace); };
 
+  // Merge each word on its own when no token can span a word start (see the
+  // constructor); the result is the same, and small queues stay in cache.
+  const int32_t count = static_cast<int32_t>(symbols.size());
   std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
   auto try_add = [&](int32_t left, int32_t right) {
     if (left < 0 || right < 0) return;
@@ -108,34 +143,25 @@ void SpmTokenizer::EncodeEscaped(std::string_view text, std::vector<int32_t>& ou
       queue.push({-static_cast<double>(entry->rank), left, l.n, l.n + r.n, entry->merged});
     }
   };
-  for (int32_t i = 1; i < static_cast<int32_t>(symbols.size()); ++i) try_add(i - 1, i);
-
-  while (!queue.empty()) {
-    const Bigram bigram = queue.top();
-    queue.pop();
-    Symbol& left = symbols[bigram.left];
-    if (left.n != bigram.left_n || left.next < 0) continue;
-    Symbol& right = symbols[left.next];
-    if (right.n == 0 || left.n + right.n != bigram.size) continue;
-    left.n += right.n;
-    left.id = bigram.merged;
-    right.n = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = bigram.left;
-    try_add(left.prev, bigram.left);
-    try_add(bigram.left, left.next);
-  }
-
-  for (int32_t i = 0; i != -1; i = symbols[i].next) {
-    const Symbol& s = symbols[i];
-    if (s.id >= 0) {
-      out.push_back(s.id);
-      continue;
+  for (int32_t begin = 0; begin < count;) {
+    int32_t end = begin + 1;
+    while (end < count && !(split_at_word_starts_ && is_space(symbols[end]) && !ends_with_space(symbols[end - 1])))
+      ++end;
+    symbols[begin].prev = -1;
+    symbols[end - 1].next = -1;
+    RunMerges(symbols, begin, end, queue, try_add);
+    for (int32_t i = begin; i != -1; i = symbols[i].next) {
+      const Symbol& s = symbols[i];
+      if (s.id >= 0) {
+        out.push_back(s.id);
+        continue;
+      }
+      for (uint32_t j = 0; j < s.n; ++j) {
+        const int32_t id = byte_tokens_[static_cast<uint8_t>(text[s.start + j])];
+        if (id >= 0) out.push_back(id);
+      }
     }
-    for (uint32_t j = 0; j < s.n; ++j) {
-      const int32_t id = byte_tokens_[static_cast<uint8_t>(text[s.start + j])];
-      if (id >= 0) out.push_back(id);
-    }
+    begin = end;
   }
 }
 

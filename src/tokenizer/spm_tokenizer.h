@@ -40,7 +40,8 @@ class SpmTokenizer final : public Tokenizer {
   Vocab vocab_;
   bool add_space_prefix_;
   MergeTable merges_;
-  std::array<int32_t, 256> byte_tokens_;  // -1 where neither <0xXX>, the byte, nor unk exists
+  std::array<int32_t, 256> byte_tokens_;
+  bool split_at_word_starts_ = false;  // -1 where neither <0xXX>, the byte, nor unk exists
 };
 
 }  // namespace lowbit

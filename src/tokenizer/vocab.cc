@@ -48,9 +48,20 @@ void Vocab::Finalize(const std::string& name) {
   CheckSpecialId(name, "EOS", eos, count);
   CheckSpecialId(name, "unknown", unk, count);
 
-  index_.clear();
-  index_.reserve(n);
-  for (int32_t i = 0; i < count; ++i) index_[tokens[i]] = i;
+  size_t capacity = 16;
+  while (capacity < 2 * n) capacity *= 2;
+  slots_.assign(capacity, -1);
+  slot_hashes_.assign(capacity, 0);
+  mask_ = capacity - 1;
+  for (int32_t id = 0; id < count; ++id) {
+    const size_t hash = std::hash<std::string_view>{}(tokens[id]);
+    size_t i = hash & mask_;
+    // A later duplicate text takes over the slot, as in llama.cpp's token_to_id map.
+    while (slots_[i] >= 0 && !(slot_hashes_[i] == static_cast<uint32_t>(hash) && tokens[slots_[i]] == tokens[id]))
+      i = (i + 1) & mask_;
+    slots_[i] = id;
+    slot_hashes_[i] = static_cast<uint32_t>(hash);
+  }
 
   user_defined_.clear();
   for (int32_t i = 0; i < count; ++i) {

@@ -57,8 +57,13 @@ struct Vocab {
   float score(int32_t id) const { return scores.empty() ? 0.0f : scores[id]; }
   // Returns -1 when `text` is not a token.
   int32_t Find(std::string_view text) const {
-    auto it = index_.find(text);
-    return it == index_.end() ? -1 : it->second;
+    if (slots_.empty()) return -1;
+    const size_t hash = std::hash<std::string_view>{}(text);
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const int32_t id = slots_[i];
+      if (id < 0) return -1;
+      if (slot_hashes_[i] == static_cast<uint32_t>(hash) && tokens[id] == text) return id;
+    }
   }
 
   // Splits `text` around occurrences of user-defined tokens, longest token first
@@ -66,7 +71,11 @@ struct Vocab {
   std::vector<TextFragment> Partition(std::string_view text) const;
 
  private:
-  TokenIndex index_;
+  // Open-addressing text -> id index (linear probing, at most half full): the
+  // merge loops look tokens up millions of times, and this avoids node chasing.
+  std::vector<int32_t> slots_;
+  std::vector<uint32_t> slot_hashes_;
+  size_t mask_ = 0;
   std::vector<int32_t> user_defined_;  // sorted by text length, longest first
 };
 
