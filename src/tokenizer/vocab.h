@@ -7,7 +7,6 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace lowbit {
@@ -28,8 +27,6 @@ struct StringViewHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-
-using TokenIndex = std::unordered_map<std::string, int32_t, StringViewHash, std::equal_to<>>;
 
 // One piece of input text: either raw text to tokenize or an already-known token.
 struct TextFragment {
