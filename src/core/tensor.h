@@ -6,19 +6,16 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace lowbit {
 
-// Storage types of tensors as loaded from files. Step 2's format catalogue
-// extends this with the quantized formats.
-enum class DType : uint8_t { kF32, kF16, kBF16 };
-
-std::string_view DTypeName(DType type);
-size_t DTypeSize(DType type);  // bytes per element
+// Storage type of a tensor: an index into the format list of
+// formats/all_formats.h (an open enum: only the three float types are named
+// here; formats/ gives every id its name, sizes and codec).
+enum class DType : uint16_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
 struct TensorView {
   std::string name;
@@ -32,11 +29,5 @@ struct TensorView {
   int64_t RowLength() const;  // last dimension
   std::string ShapeString() const;  // "(512, 64)"
 };
-
-// Converts n elements of `type` starting at element `offset` of `view` to f32.
-void ToF32(const TensorView& view, int64_t offset, int64_t n, float* out);
-
-// Returns the whole tensor as f32 (a copy).
-std::vector<float> ToF32(const TensorView& view);
 
 }  // namespace lowbit

@@ -217,12 +217,20 @@ void GgufFile::Parse() {
       info.ne.push_back(ne);
     }
     info.ggml_type = c.Read<uint32_t>("tensor type");
-    const GgmlTypeInfo* ti = FindGgmlType(info.ggml_type);
-    if (ti == nullptr) Fail("{}: tensor '{}' has unknown ggml type {}", name_, info.name, info.ggml_type);
-    if (info.ne[0] % uint64_t(ti->block_size) != 0)
-      Fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name_, info.name,
-           info.ne[0], ti->name, ti->block_size);
-    info.bytes = elements / uint64_t(ti->block_size) * uint64_t(ti->type_size);
+    if (const GgmlTypeInfo* ti = FindGgmlType(info.ggml_type)) {
+      if (info.ne[0] % uint64_t(ti->block_size) != 0)
+        Fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name_, info.name,
+             info.ne[0], ti->name, ti->block_size);
+      info.bytes = elements / uint64_t(ti->block_size) * uint64_t(ti->type_size);
+    } else if (const FormatInfo* f = FindFormatByGgufType(info.ggml_type)) {
+      // A lowbit-private format (id >= 1024, which llama.cpp rejects as an invalid type).
+      if (info.ne[0] % uint64_t(f->block_size) != 0)
+        Fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name_, info.name,
+             info.ne[0], f->name, f->block_size);
+      info.bytes = elements / info.ne[0] * f->RowBytes(int64_t(info.ne[0]));
+    } else {
+      Fail("{}: tensor '{}' has unknown ggml type {}", name_, info.name, info.ggml_type);
+    }
     info.offset = c.Read<uint64_t>("tensor offset");
     if (info.offset % alignment_ != 0)
       Fail("{}: tensor '{}' offset {} is not a multiple of the alignment {}", name_, info.name, info.offset,
@@ -328,22 +336,26 @@ const GgufTensorInfo* GgufFile::FindTensor(const std::string& name) const {
 }
 
 TensorView GgufFile::View(const GgufTensorInfo& info) const {
+  const FormatInfo* f = FindFormatByGgufType(info.ggml_type);
+  if (f == nullptr) {
+    const GgmlTypeInfo* ti = FindGgmlType(info.ggml_type);
+    Fail("{}: tensor '{}' has type {}, which lowbit cannot load yet", name_, info.name,
+         ti ? ti->name : fmt::format("#{}", info.ggml_type));
+  }
   TensorView v;
   v.name = info.name;
-  switch (info.ggml_type) {
-    case kGgmlF32: v.type = DType::kF32; break;
-    case kGgmlF16: v.type = DType::kF16; break;
-    case kGgmlBF16: v.type = DType::kBF16; break;
-    default: {
-      const GgmlTypeInfo* ti = FindGgmlType(info.ggml_type);
-      Fail("{}: tensor '{}' has type {}, which this build cannot load yet (F32, F16, BF16 only)", name_,
-           info.name, ti ? ti->name : "?");
-    }
-  }
+  v.type = f->id;
   for (auto it = info.ne.rbegin(); it != info.ne.rend(); ++it) v.shape.push_back(int64_t(*it));
+  if (info.ne[0] % uint64_t(f->block_size) != 0)
+    Fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name_, info.name, info.ne[0],
+         f->name, f->block_size);
+  const uint64_t expect = uint64_t(v.Rows()) * f->RowBytes(v.RowLength());
+  if (expect != info.bytes)
+    Fail("{}: tensor '{}' of type {} needs {} bytes, the file's layout gives {}", name_, info.name, f->name, expect,
+         info.bytes);
   v.data = info.data;
   v.bytes = info.bytes;
-  if (reinterpret_cast<uintptr_t>(v.data) % DTypeSize(v.type) != 0)
+  if (f->block_size == 1 && reinterpret_cast<uintptr_t>(v.data) % uint64_t(f->block_bytes) != 0)
     Fail("{}: tensor '{}' data is misaligned", name_, info.name);
   return v;
 }

@@ -14,6 +14,7 @@
 
 #include "core/mapped_file.h"
 #include "core/tensor.h"
+#include "formats/format.h"
 
 namespace lowbit {
 

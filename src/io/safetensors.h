@@ -17,6 +17,7 @@
 
 #include "core/mapped_file.h"
 #include "core/tensor.h"
+#include "formats/format.h"
 
 namespace lowbit {
 

@@ -25,7 +25,7 @@ struct Llama2cHeader {
 std::string FindTokenizer(const std::string& path, int vocab_size) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(path).parent_path();
-  for (const std::string name : {fmt::format("tok{}.bin", vocab_size), std::string("tokenizer.bin")}) {
+  for (const std::string& name : {fmt::format("tok{}.bin", vocab_size), std::string("tokenizer.bin")}) {
     const fs::path p = dir / name;
     if (fs::exists(p)) return p.string();
   }

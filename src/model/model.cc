@@ -1,6 +1,7 @@
 // Weight registry, shape validation and format detection for LoadModel.
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -95,15 +96,17 @@ void Model::Validate() const {
   // NaN/inf weights would silently poison every output; reject them by name.
   std::vector<float> buf;
   for (const TensorView& t : tensors_) {
-    const int64_t n = t.NumElements();
-    constexpr int64_t kChunk = 1 << 16;
-    buf.resize(size_t(std::min(n, kChunk)));
-    for (int64_t off = 0; off < n; off += kChunk) {
-      const int64_t m = std::min(kChunk, n - off);
-      ToF32(t, off, m, buf.data());
-      for (int64_t i = 0; i < m; ++i)
+    const int64_t n = t.RowLength(), rows = t.Rows();
+    // Whole rows at a time, about 64K elements per step.
+    const int64_t step = std::max<int64_t>(1, (int64_t(1) << 16) / n);
+    buf.resize(size_t(std::min(rows, step) * n));
+    for (int64_t r = 0; r < rows; r += step) {
+      const int64_t m = std::min(step, rows - r);
+      DequantizeRows(t, r, m, buf.data());
+      for (int64_t i = 0; i < m * n; ++i)
         if (!std::isfinite(buf[size_t(i)]))
-          Fail("{}: tensor '{}' holds a non-finite value ({}) at element {}", path, t.name, buf[size_t(i)], off + i);
+          Fail("{}: tensor '{}' holds a non-finite value ({}) at element {}", path, t.name, buf[size_t(i)],
+               r * n + i);
     }
   }
 }

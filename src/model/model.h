@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "formats/format.h"
 #include "model/config.h"
 #include "tokenizer/tokenizer.h"
 

@@ -33,7 +33,7 @@ void MatMulRef(const TensorView& w, const float* x, int64_t n, float* y, ThreadP
       if (w.type == DType::kF32) {
         wr = static_cast<const float*>(w.data) + o * in;
       } else {
-        ToF32(w, o * in, in, row.data());
+        DequantizeRows(w, o, 1, row.data());
         wr = row.data();
       }
       for (int64_t t = 0; t < n; ++t) y[t * out + o] = DotRef(wr, x + t * in, in);

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "formats/format.h"
 #include "core/thread_pool.h"
 
 namespace lowbit {

@@ -72,12 +72,12 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
 
   // Embedding: x[t] = token_embd[token] (+ position_embd[pos] for GPT-2).
   const TensorView& embd = m.Get("token_embd.weight");
-  for (int64_t t = 0; t < n; ++t) ToF32(embd, int64_t(tokens[size_t(t)]) * d, d, &x[size_t(t * d)]);
+  for (int64_t t = 0; t < n; ++t) DequantizeRows(embd, tokens[size_t(t)], 1, &x[size_t(t * d)]);
   if (gpt2) {
     const TensorView& pe = m.Get("position_embd.weight");
     std::vector<float> row(static_cast<size_t>(d));
     for (int64_t t = 0; t < n; ++t) {
-      ToF32(pe, (pos0 + t) * d, d, row.data());
+      DequantizeRows(pe, pos0 + t, 1, row.data());
       for (int64_t i = 0; i < d; ++i) x[size_t(t * d + i)] += row[size_t(i)];
     }
   }
