@@ -6,13 +6,16 @@
 #include "core/tensor.h"
 #include "core/type_list.h"
 #include "formats/float_formats.h"
+#include "formats/ggml_kquants.h"
 
 namespace lowbit {
 
 using AllFormatTypes = TypeList<
     F32Format,
     F16Format,
-    BF16Format
+    BF16Format,
+    Q8_KFormat,
+    Q4_KFormat
     >;
 
 // DType of a format traits struct.
