@@ -1,0 +1,24 @@
+// Internal: the SIMD families MatMul tries in turn. Each returns false when it
+// has no kernel for w.type (and then touches nothing).
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace lowbit {
+
+// F32 / F16 / BF16 weights x f32 activations (gemm_float.cc).
+bool MatMulFloat(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool);
+bool HasMatMulFloat(DType type);
+
+// ggml block formats x activations quantized on the fly (gemm_quant.cc).
+bool MatMulQuant(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool);
+bool HasMatMulQuant(DType type);
+
+// Output rows per tile of the register-blocked kernels; MatMul splits work
+// over threads in whole tiles so every tile but the last is full.
+inline constexpr int64_t kRowTile = 4;
+
+}  // namespace lowbit
