@@ -6,6 +6,7 @@
 #include "core/tensor.h"
 #include "core/type_list.h"
 #include "formats/float_formats.h"
+#include "formats/ggml_legacy.h"
 #include "formats/ggml_kquants.h"
 
 namespace lowbit {
@@ -14,6 +15,9 @@ using AllFormatTypes = TypeList<
     F32Format,
     F16Format,
     BF16Format,
+    Q8_0Format,
+    Q4_0Format,
+    Q8_1Format,
     Q8_KFormat,
     Q4_KFormat
     >;
