@@ -8,6 +8,10 @@
 #include "formats/float_formats.h"
 #include "formats/ggml_legacy.h"
 #include "formats/ggml_kquants.h"
+#include "formats/fp8_formats.h"
+#include "formats/int_formats.h"
+#include "formats/bnb_formats.h"
+#include "formats/log_formats.h"
 
 namespace lowbit {
 
@@ -19,7 +23,20 @@ using AllFormatTypes = TypeList<
     Q4_0Format,
     Q8_1Format,
     Q8_KFormat,
-    Q4_KFormat
+    Q4_KFormat,
+    // lowbit's own formats (private GGUF ids >= 1024): FP8, INT (bits, sym/asym,
+    // tensor/channel/g32/g64/g128), bitsandbytes 4-bit, log4.
+    Fp8E4M3Format, Fp8E5M2Format,
+    IntFormat<8, false, kPerTensor>, IntFormat<8, false, kPerChannel>, IntFormat<8, false, 32>, IntFormat<8, false, 64>, IntFormat<8, false, 128>,
+    IntFormat<8, true, kPerTensor>, IntFormat<8, true, kPerChannel>, IntFormat<8, true, 32>, IntFormat<8, true, 64>, IntFormat<8, true, 128>,
+    IntFormat<4, false, kPerTensor>, IntFormat<4, false, kPerChannel>, IntFormat<4, false, 32>, IntFormat<4, false, 64>, IntFormat<4, false, 128>,
+    IntFormat<4, true, kPerTensor>, IntFormat<4, true, kPerChannel>, IntFormat<4, true, 32>, IntFormat<4, true, 64>, IntFormat<4, true, 128>,
+    IntFormat<3, false, kPerTensor>, IntFormat<3, false, kPerChannel>, IntFormat<3, false, 32>, IntFormat<3, false, 64>, IntFormat<3, false, 128>,
+    IntFormat<3, true, kPerTensor>, IntFormat<3, true, kPerChannel>, IntFormat<3, true, 32>, IntFormat<3, true, 64>, IntFormat<3, true, 128>,
+    IntFormat<2, false, kPerTensor>, IntFormat<2, false, kPerChannel>, IntFormat<2, false, 32>, IntFormat<2, false, 64>, IntFormat<2, false, 128>,
+    IntFormat<2, true, kPerTensor>, IntFormat<2, true, kPerChannel>, IntFormat<2, true, 32>, IntFormat<2, true, 64>, IntFormat<2, true, 128>,
+    Nf4Format, Fp4Format, Nf4DqFormat, Fp4DqFormat,
+    Log4Format
     >;
 
 // DType of a format traits struct.
