@@ -36,6 +36,9 @@ struct GgmlCase {
 constexpr GgmlCase kWeightCases[] = {
     {"q8_0", 0.0045},  // half a step of amax/127, plus f16 rounding of d
     {"q4_0", 0.126},   // the side opposite the block's extreme saturates at +7d = 7/8 amax
+    {"q4_1", 0.07},    // half a step of (max - min)/15 <= 2 amax/30
+    {"q5_0", 0.065},   // as q4_0 with 16 levels a side: 1/16 amax
+    {"q5_1", 0.035},   // half a step of (max - min)/31
 };
 
 const FormatInfo& Format(const char* name) {
@@ -236,6 +239,41 @@ TEST(GgmlLegacyTest, Q4_0DecodesEveryNibble) {
   for (int j = 0; j < 16; ++j) {
     EXPECT_EQ(y[j], float(j - 8));
     EXPECT_EQ(y[j + 16], float(7 - j));
+  }
+}
+
+TEST(GgmlLegacyTest, Q4_1DecodesEveryNibble) {
+  const FormatInfo& f = Format("q4_1");
+  // d = 1, m = 0.5 (f16 0x3800).
+  uint8_t block[20] = {0x00, 0x3C, 0x00, 0x38};
+  for (int j = 0; j < 16; ++j) block[4 + j] = uint8_t(j | ((15 - j) << 4));
+  float y[32];
+  f.dequantize(block, y, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], float(j) + 0.5f);
+    EXPECT_EQ(y[j + 16], float(15 - j) + 0.5f);
+  }
+}
+
+// Every 5-bit code, with its high bit taken from qh bit e for element e.
+TEST(GgmlLegacyTest, Q5DecodesEveryCode) {
+  for (const char* name : {"q5_0", "q5_1"}) {
+    const FormatInfo& f = Format(name);
+    const bool has_min = f.block_bytes == 24;
+    uint8_t block[24] = {0x00, 0x3C, 0x00, 0x00};  // d = 1, m = 0
+    uint8_t* qh = block + (has_min ? 4 : 2);
+    uint8_t* qs = qh + 4;
+    // Element e gets code (e * 7 + 3) % 32: a permutation, so all 32 appear.
+    uint32_t bits = 0;
+    for (int e = 0; e < 32; ++e) {
+      const int code = (e * 7 + 3) % 32;
+      bits |= uint32_t(code >> 4) << e;
+      qs[e % 16] |= uint8_t((code & 15) << (e < 16 ? 0 : 4));
+    }
+    std::memcpy(qh, &bits, 4);
+    float y[32];
+    f.dequantize(block, y, 32);
+    for (int e = 0; e < 32; ++e) EXPECT_EQ(y[e], float((e * 7 + 3) % 32 - (has_min ? 0 : 16))) << name << " " << e;
   }
 }
 

@@ -95,4 +95,91 @@ struct Q4_0Format {
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
 };
 
+// Q4_1 (ggml type 3). 32 weights in 20 bytes = 5 bits/weight.
+//   bytes 0-1   d      f16 scale
+//   bytes 2-3   m      f16 offset (the block minimum)
+//   bytes 4-19  qs[16] nibbles, packed as Q4_0
+// x = d * q + m, q in [0, 15]. Quantizer (reference): m = min, d = (max -
+// min) / 15, q = min(15, trunc((x - m)/d + 0.5)). With an importance vector:
+// make_qkx3_quants (37 candidate scales, weighted least squares for d and m,
+// the offset clamped to <= 0), weights as Q4_0.
+struct Q4_1Format {
+  struct Block {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qs[16];
+  };
+  static_assert(sizeof(Block) == 20);
+  static constexpr const char* kName = "q4_1";
+  static constexpr uint32_t kGgufType = 3;  // GGML_TYPE_Q4_1
+  static constexpr bool kGgmlNative = true;
+  static constexpr bool kWeightFormat = true;
+  static constexpr int kBlockSize = 32;
+  static constexpr int kBlockBytes = 20;
+  static constexpr int kRowHeaderBytes = 0;
+  using Activation = Q8_1Format;
+  static constexpr double kRmseLo = 0.064, kRmseHi = 0.094;  // measured 0.0780
+  static constexpr const char* kDatasheet = "ggml Q4_1: 32 x 4-bit + f16 scale + f16 min, x = d*q+m, 5 bits/weight";
+  static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
+  static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+};
+
+// Q5_0 (ggml type 6). 32 weights in 22 bytes = 5.5 bits/weight.
+//   bytes 0-1   d      f16 scale
+//   bytes 2-5   qh     little-endian uint32: bit e = bit 4 of element e's code
+//   bytes 6-21  qs[16] low nibbles, packed as Q4_0
+// x = d * (q - 16), q in [0, 31]. Quantizer (reference): d = m / -16 with m
+// the signed value of largest magnitude, q = min(31, trunc(x/d + 16.5)). With
+// an importance vector: make_qx_quants as Q4_0.
+struct Q5_0Format {
+  struct Block {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+  };
+  static_assert(sizeof(Block) == 22);
+  static constexpr const char* kName = "q5_0";
+  static constexpr uint32_t kGgufType = 6;  // GGML_TYPE_Q5_0
+  static constexpr bool kGgmlNative = true;
+  static constexpr bool kWeightFormat = true;
+  static constexpr int kBlockSize = 32;
+  static constexpr int kBlockBytes = 22;
+  static constexpr int kRowHeaderBytes = 0;
+  using Activation = Q8_0Format;
+  static constexpr double kRmseLo = 0.035, kRmseHi = 0.051;  // measured 0.0424
+  static constexpr const char* kDatasheet = "ggml Q5_0: 32 x 5-bit + f16 scale, x = d*(q-16), 5.5 bits/weight";
+  static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
+  static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+};
+
+// Q5_1 (ggml type 7). 32 weights in 24 bytes = 6 bits/weight.
+//   bytes 0-1   d      f16 scale
+//   bytes 2-3   m      f16 offset (the block minimum)
+//   bytes 4-7   qh     little-endian uint32: bit e = bit 4 of element e's code
+//   bytes 8-23  qs[16] low nibbles, packed as Q4_0
+// x = d * q + m, q in [0, 31]. Quantizer (reference): m = min, d = (max -
+// min) / 31, q = trunc((x - m)/d + 0.5). With an importance vector:
+// make_qkx3_quants as Q4_1.
+struct Q5_1Format {
+  struct Block {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+  };
+  static_assert(sizeof(Block) == 24);
+  static constexpr const char* kName = "q5_1";
+  static constexpr uint32_t kGgufType = 7;  // GGML_TYPE_Q5_1
+  static constexpr bool kGgmlNative = true;
+  static constexpr bool kWeightFormat = true;
+  static constexpr int kBlockSize = 32;
+  static constexpr int kBlockBytes = 24;
+  static constexpr int kRowHeaderBytes = 0;
+  using Activation = Q8_1Format;
+  static constexpr double kRmseLo = 0.031, kRmseHi = 0.045;  // measured 0.0377
+  static constexpr const char* kDatasheet = "ggml Q5_1: 32 x 5-bit + f16 scale + f16 min, x = d*q+m, 6 bits/weight";
+  static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
+  static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+};
+
 }  // namespace lowbit
