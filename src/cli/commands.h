@@ -19,6 +19,8 @@ Runner AddRunCommand(CLI::App& app);
 Runner AddPplCommand(CLI::App& app);
 Runner AddKldCommand(CLI::App& app);
 Runner AddInspectCommand(CLI::App& app);
+Runner AddSynthCommand(CLI::App& app);
+Runner AddBenchCommand(CLI::App& app);
 
 // Options every model-consuming command shares.
 struct ModelOptions {

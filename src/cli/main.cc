@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   add(cli::AddPplCommand);
   add(cli::AddKldCommand);
   add(cli::AddInspectCommand);
+  add(cli::AddSynthCommand);
+  add(cli::AddBenchCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

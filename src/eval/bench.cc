@@ -1,0 +1,157 @@
+// llama-bench-style pp/tg timing over lowbit::Session, and the streaming-read
+// bandwidth probe behind the generation roofline.
+#include "eval/bench.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "runtime/session.h"
+
+namespace lowbit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+// Sums words [begin, end) with 8 independent accumulators so the loop is
+// bound by loads, not by one add chain; the compiler vectorises it.
+uint64_t SumWords(const uint64_t* p, int64_t begin, int64_t end) {
+  uint64_t acc[8] = {};
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
+  for (; i < end; ++i) acc[0] += p[i];
+  uint64_t s = 0;
+  for (uint64_t a : acc) s += a;
+  return s;
+}
+
+}  // namespace
+
+MeanStdev MeanAndStdev(const std::vector<double>& samples) {
+  MeanStdev r;
+  if (samples.empty()) return r;
+  for (double s : samples) r.mean += s;
+  r.mean /= double(samples.size());
+  if (samples.size() > 1) {
+    double ss = 0;
+    for (double s : samples) ss += (s - r.mean) * (s - r.mean);
+    r.stdev = std::sqrt(ss / double(samples.size() - 1));  // sample stdev, as llama-bench
+  }
+  return r;
+}
+
+uint64_t BytesPerGeneratedToken(const Model& model) {
+  uint64_t bytes = 0;
+  for (const TensorView& t : model.tensors())
+    if (t.name != "token_embd.weight" && t.name != "position_embd.weight") bytes += t.bytes;
+  if (model.config.tied_output) bytes += model.Get("token_embd.weight").bytes;
+  return bytes;
+}
+
+double MeasureReadBandwidth(int threads, size_t bytes, int runs) {
+  ThreadPool pool(threads);
+  const int64_t words = int64_t(bytes / sizeof(uint64_t));
+  if (words <= 0 || runs <= 0) Fail("bandwidth probe: empty buffer or no runs");
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[size_t(words)]);
+  // First touch from the threads that will read each part (NUMA-local pages).
+  pool.ParallelFor(words, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = uint64_t(i);
+  });
+  std::atomic<uint64_t> sum{0};
+  double best = 0;
+  for (int r = 0; r < runs; ++r) {
+    const Clock::time_point t0 = Clock::now();
+    pool.ParallelFor(words, [&](int64_t b, int64_t e) { sum += SumWords(buf.get(), b, e); });
+    best = std::max(best, double(words) * sizeof(uint64_t) / Seconds(t0));
+  }
+  volatile uint64_t sink = sum.load();  // the sums are used, so the reads cannot be elided
+  (void)sink;
+  return best;
+}
+
+BenchResult RunBench(const Model& model, const BenchOptions& o, const std::function<void(const std::string&)>& on_step) {
+  auto step = [&](const std::string& s) {
+    if (on_step) on_step(s);
+  };
+  if (o.prompt_tokens < 0 || o.gen_tokens < 0 || o.repetitions < 1)
+    Fail("bench: need p >= 0, n >= 0 and at least one repetition");
+  BenchResult r;
+  r.threads = o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  r.prompt_tokens = o.prompt_tokens;
+  r.gen_tokens = o.gen_tokens;
+  r.repetitions = o.repetitions;
+  for (const TensorView& t : model.tensors()) r.model_bytes += t.bytes;
+  r.bytes_per_token = BytesPerGeneratedToken(model);
+
+  const int vocab = model.config.vocab_size;
+  const int32_t bos = model.tokenizer->bos();
+  std::mt19937_64 rng(o.seed);
+  auto random_token = [&] { return int32_t(rng() % uint64_t(vocab)); };
+
+  SessionOptions so;
+  so.threads = r.threads;
+  so.max_context = std::max({o.prompt_tokens, o.gen_tokens, 1});
+  so.max_batch = std::max(o.prompt_tokens, 1);  // the whole prompt is one batch
+  Session session(model, so);
+
+  std::vector<int32_t> prompt(size_t(o.prompt_tokens));
+  for (int32_t& t : prompt) t = random_token();
+  if (!prompt.empty() && bos >= 0) prompt[0] = bos;
+  auto run_pp = [&] {
+    session.Reset();
+    const Clock::time_point t0 = Clock::now();
+    session.Eval(prompt, false);
+    return double(o.prompt_tokens) / Seconds(t0);
+  };
+  auto run_tg = [&](int n) {
+    session.Reset();
+    int32_t token = bos >= 0 ? bos : random_token();
+    const Clock::time_point t0 = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      session.Eval(std::span(&token, 1), false);
+      token = random_token();
+    }
+    return double(n) / Seconds(t0);
+  };
+
+  std::vector<double> pp, tg;
+  if (o.prompt_tokens > 0) {
+    step(fmt::format("warmup pp{}", o.prompt_tokens));
+    run_pp();
+    for (int k = 0; k < o.repetitions; ++k) {
+      ThrowIfInterrupted();
+      step(fmt::format("pp{} {}/{}", o.prompt_tokens, k + 1, o.repetitions));
+      pp.push_back(run_pp());
+    }
+  }
+  if (o.gen_tokens > 0) {
+    step("warmup tg");
+    run_tg(1);
+    for (int k = 0; k < o.repetitions; ++k) {
+      ThrowIfInterrupted();
+      step(fmt::format("tg{} {}/{}", o.gen_tokens, k + 1, o.repetitions));
+      tg.push_back(run_tg(o.gen_tokens));
+    }
+  }
+  r.pp_tokens_per_s = MeanAndStdev(pp);
+  r.tg_tokens_per_s = MeanAndStdev(tg);
+
+  step("read bandwidth");
+  r.read_bandwidth_gb_s = MeasureReadBandwidth(r.threads, o.bandwidth_bytes, o.bandwidth_runs) / 1e9;
+  if (r.bytes_per_token > 0) r.tg_roofline_tokens_per_s = r.read_bandwidth_gb_s * 1e9 / double(r.bytes_per_token);
+  if (r.tg_roofline_tokens_per_s > 0) r.roofline_fraction = r.tg_tokens_per_s.mean / r.tg_roofline_tokens_per_s;
+  return r;
+}
+
+}  // namespace lowbit
