@@ -17,7 +17,7 @@ for fuzzer in build/asan/fuzz/fuzz_*; do
     fuzz_tokenizer_llama2c) cp -n "$SHARED"/models/stories260K/tok512.bin "$corpus"/ 2>/dev/null || true ;;
   esac
   echo "fuzz: $name for ${secs}s"
-  if ! "$fuzzer" -max_total_time="$secs" -rss_limit_mb=4096 -max_len=65536 "$corpus" >"build/asan/$name.log" 2>&1; then
+  if ! "$fuzzer" -max_total_time="$secs" -artifact_prefix="build/asan/$name-" -rss_limit_mb=4096 -max_len=65536 "$corpus" >"build/asan/$name.log" 2>&1; then
     echo "fuzz: $name FAILED; last lines of build/asan/$name.log:" >&2
     tail -40 "build/asan/$name.log" >&2
     status=1

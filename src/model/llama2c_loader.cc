@@ -59,7 +59,8 @@ std::unique_ptr<Model> LoadLlama2cModel(const std::string& path, const std::stri
   } else {
     std::memcpy(&h, base, sizeof(h));
     shared_classifier = h.vocab_size > 0;
-    h.vocab_size = h.vocab_size < 0 ? -h.vocab_size : h.vocab_size;
+    // Negative means "separate classifier"; INT32_MIN cannot be negated and is rejected below.
+    if (h.vocab_size < 0 && h.vocab_size != INT32_MIN) h.vocab_size = -h.vocab_size;
     offset = sizeof(h);
   }
   const int32_t fields[] = {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len};
