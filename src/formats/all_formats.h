@@ -27,6 +27,11 @@ using AllFormatTypes = TypeList<
     Q5_1Format,
     Q8_KFormat,
     Q4_KFormat,
+    Q2_KFormat,
+    Q3_KFormat,
+    Q5_KFormat,
+    Q6_KFormat,
+    IQ4_XSFormat,
     // lowbit's own formats (private GGUF ids >= 1024): FP8, INT (bits, sym/asym,
     // tensor/channel/g32/g64/g128), bitsandbytes 4-bit, log4.
     Fp8E4M3Format, Fp8E5M2Format,
