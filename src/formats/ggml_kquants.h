@@ -33,6 +33,9 @@ struct Q8_KFormat {
   static constexpr uint32_t kGgufType = 15;  // GGML_TYPE_Q8_K
   static constexpr bool kGgmlNative = true;
   static constexpr bool kWeightFormat = false;
+  // The scale searches re-derive scales from the dequantized values, which
+  // rarely lands on the same codes (Q8_K: d = max/127 moves by an ulp).
+  static constexpr bool kIdempotent = false;
   static constexpr int kBlockSize = 256;
   static constexpr int kBlockBytes = sizeof(Block);
   static constexpr int kRowHeaderBytes = 0;
@@ -63,6 +66,9 @@ struct Q2_KFormat {
   static constexpr uint32_t kGgufType = 10;  // GGML_TYPE_Q2_K
   static constexpr bool kGgmlNative = true;
   static constexpr bool kWeightFormat = true;
+  // The scale searches re-derive scales from the dequantized values, which
+  // rarely lands on the same codes (Q8_K: d = max/127 moves by an ulp).
+  static constexpr bool kIdempotent = false;
   static constexpr int kBlockSize = 256;
   static constexpr int kBlockBytes = sizeof(Block);
   static constexpr int kRowHeaderBytes = 0;
@@ -96,6 +102,9 @@ struct Q3_KFormat {
   static constexpr uint32_t kGgufType = 11;  // GGML_TYPE_Q3_K
   static constexpr bool kGgmlNative = true;
   static constexpr bool kWeightFormat = true;
+  // The scale searches re-derive scales from the dequantized values, which
+  // rarely lands on the same codes (Q8_K: d = max/127 moves by an ulp).
+  static constexpr bool kIdempotent = false;
   static constexpr int kBlockSize = 256;
   static constexpr int kBlockBytes = sizeof(Block);
   static constexpr int kRowHeaderBytes = 0;
@@ -129,6 +138,9 @@ struct Q4_KFormat {
   static constexpr uint32_t kGgufType = 12;  // GGML_TYPE_Q4_K
   static constexpr bool kGgmlNative = true;
   static constexpr bool kWeightFormat = true;
+  // The scale searches re-derive scales from the dequantized values, which
+  // rarely lands on the same codes (Q8_K: d = max/127 moves by an ulp).
+  static constexpr bool kIdempotent = false;
   static constexpr int kBlockSize = 256;
   static constexpr int kBlockBytes = sizeof(Block);
   static constexpr int kRowHeaderBytes = 0;
@@ -160,6 +172,9 @@ struct Q5_KFormat {
   static constexpr uint32_t kGgufType = 13;  // GGML_TYPE_Q5_K
   static constexpr bool kGgmlNative = true;
   static constexpr bool kWeightFormat = true;
+  // The scale searches re-derive scales from the dequantized values, which
+  // rarely lands on the same codes (Q8_K: d = max/127 moves by an ulp).
+  static constexpr bool kIdempotent = false;
   static constexpr int kBlockSize = 256;
   static constexpr int kBlockBytes = sizeof(Block);
   static constexpr int kRowHeaderBytes = 0;
@@ -192,6 +207,9 @@ struct Q6_KFormat {
   static constexpr uint32_t kGgufType = 14;  // GGML_TYPE_Q6_K
   static constexpr bool kGgmlNative = true;
   static constexpr bool kWeightFormat = true;
+  // The scale searches re-derive scales from the dequantized values, which
+  // rarely lands on the same codes (Q8_K: d = max/127 moves by an ulp).
+  static constexpr bool kIdempotent = false;
   static constexpr int kBlockSize = 256;
   static constexpr int kBlockBytes = sizeof(Block);
   static constexpr int kRowHeaderBytes = 0;
@@ -224,6 +242,9 @@ struct IQ4_XSFormat {
   static constexpr uint32_t kGgufType = 23;  // GGML_TYPE_IQ4_XS
   static constexpr bool kGgmlNative = true;
   static constexpr bool kWeightFormat = true;
+  // The scale searches re-derive scales from the dequantized values, which
+  // rarely lands on the same codes (Q8_K: d = max/127 moves by an ulp).
+  static constexpr bool kIdempotent = false;
   static constexpr int kBlockSize = 256;
   static constexpr int kBlockBytes = sizeof(Block);
   static constexpr int kRowHeaderBytes = 0;
