@@ -16,6 +16,11 @@ bool HasMatMulFloat(DType type);
 // ggml block formats x activations quantized on the fly (gemm_quant.cc).
 bool MatMulQuant(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool);
 bool HasMatMulQuant(DType type);
+// Test hook: the integer block sums the current SIMD target computes for one
+// weight row `w` of `type` against one activation row `a`, n elements, in the
+// layout of the BlockSums*Ref functions (two int32 per block). False when
+// `type` has no quantized kernel.
+bool QuantBlockSums(DType type, const uint8_t* w, const uint8_t* a, int64_t n, int32_t* out);
 
 // Output rows per tile of the register-blocked kernels; MatMul splits work
 // over threads in whole tiles so every tile but the last is full.
