@@ -39,6 +39,9 @@ constexpr GgmlCase kWeightCases[] = {
     {"q4_1", 0.07},    // half a step of (max - min)/15 <= 2 amax/30
     {"q5_0", 0.065},   // as q4_0 with 16 levels a side: 1/16 amax
     {"q5_1", 0.035},   // half a step of (max - min)/31
+    {"iq4_nl", 0.2},   // half the widest table gap (24/127), plus a least-squares d below amax/127
+    {"tq1_0", 0.51},   // ternary at d = amax: |x| just under amax/2 decodes to 0
+    {"tq2_0", 0.51},
 };
 
 const FormatInfo& Format(const char* name) {
@@ -297,6 +300,62 @@ TEST(GgmlLegacyTest, Q8_1MatchesQ8_0AndStoresScaledSum) {
     EXPECT_NEAR(F16ToF32(s), sum * F16ToF32(d), 2e-3 * std::fabs(sum * F16ToF32(d)) + 1e-6);
   }
   EXPECT_EQ(Decode(q80, a, 1, 256), Decode(q81, b, 1, 256));
+}
+
+TEST(GgmlNlTernaryTest, Iq4NlDecodesEveryIndex) {
+  const FormatInfo& f = Format("iq4_nl");
+  constexpr int kTable[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+  uint8_t block[18] = {0x00, 0x3C};  // d = 1
+  for (int j = 0; j < 16; ++j) block[2 + j] = uint8_t(j | ((15 - j) << 4));
+  float y[32];
+  f.dequantize(block, y, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], float(kTable[j]));
+    EXPECT_EQ(y[j + 16], float(kTable[15 - j]));
+  }
+}
+
+// Every one of the 3^5 trit patterns of a qs byte, and 3^4 of a qh byte,
+// survives encode -> decode; every byte value decodes to trits in {0,1,2}.
+TEST(GgmlNlTernaryTest, Tq1_0RoundTripsEveryTritPattern) {
+  const FormatInfo& f = Format("tq1_0");
+  for (int pattern = 0; pattern < 243; ++pattern) {
+    // Element e of the block gets trit digit (e's slot in its byte) of the
+    // pattern, so every byte of the block carries the same 5 (or 4) trits.
+    std::vector<float> x(256);
+    auto digit = [&](int slot) { return (pattern / int(std::pow(3, 4 - slot))) % 3; };
+    for (int e = 0; e < 256; ++e) {
+      const int slot = e < 160 ? e / 32 : e < 240 ? (e - 160) / 16 : (e - 240) / 4;
+      x[size_t(e)] = float(digit(slot) - 1);
+    }
+    x[0] = 1.0f;  // d = 1 whatever the pattern
+    ASSERT_EQ(Decode(f, Encode(f, x, 1, 256), 1, 256), x) << "pattern " << pattern;
+  }
+  uint8_t block[54] = {};
+  block[52] = 0x00;
+  block[53] = 0x3C;
+  for (int v = 0; v < 256; ++v) {
+    std::memset(block, v, 52);
+    float y[256];
+    f.dequantize(block, y, 256);
+    for (float t : y) ASSERT_TRUE(t == -1.0f || t == 0.0f || t == 1.0f) << "byte " << v;
+  }
+}
+
+TEST(GgmlNlTernaryTest, Tq2_0DecodesEveryCode) {
+  const FormatInfo& f = Format("tq2_0");
+  uint8_t block[66] = {};
+  block[64] = 0x00;
+  block[65] = 0x3C;
+  // Byte 32 h + m holds elements 128 h + m + 32 i in bits 2i: give element
+  // e the code e % 4 (code 3 is never written; it decodes to 2d).
+  for (int e = 0; e < 256; ++e) {
+    const int h = e / 128, m = e % 32, i = (e % 128) / 32;
+    block[32 * h + m] = uint8_t(block[32 * h + m] | ((e % 4) << (2 * i)));
+  }
+  float y[256];
+  f.dequantize(block, y, 256);
+  for (int e = 0; e < 256; ++e) EXPECT_EQ(y[e], float(e % 4 - 1)) << e;
 }
 
 TEST(GgmlLegacyTest, RejectsPartialBlocks) {

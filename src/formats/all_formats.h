@@ -7,6 +7,7 @@
 #include "core/type_list.h"
 #include "formats/float_formats.h"
 #include "formats/ggml_legacy.h"
+#include "formats/ggml_nl_ternary.h"
 #include "formats/ggml_kquants.h"
 #include "formats/fp8_formats.h"
 #include "formats/int_formats.h"
@@ -25,6 +26,9 @@ using AllFormatTypes = TypeList<
     Q4_1Format,
     Q5_0Format,
     Q5_1Format,
+    IQ4_NLFormat,
+    TQ1_0Format,
+    TQ2_0Format,
     Q8_KFormat,
     Q4_KFormat,
     Q2_KFormat,

@@ -37,10 +37,6 @@ inline float InverseOrZero(float d) {
 inline uint16_t ToF16(float v) { return F32ToF16(v); }
 inline float FromF16(uint16_t h) { return F16ToF32(h); }
 
-// Round half to even, as ggml's nearest_int (a 1.5*2^23 add) for |v| < 2^22;
-// callers keep v in a code range far inside that.
-inline int NearestInt(float v) { return static_cast<int>(std::nearbyint(v)); }
-
 // Blocks are read and written with memcpy: rows inside a GGUF file or a
 // caller's buffer need not be aligned for the block struct.
 template <typename Block>
