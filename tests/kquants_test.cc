@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -33,7 +33,8 @@ struct KQuantCase {
 };
 
 const KQuantCase kCases[] = {
-    {"q2_k", "q2_k"}, {"q3_k", "q3_k_s"}, {"q4_k", "q4_k_s"}, {"q5_k", "q5_k_s"}, {"q6_k", "q6_k"}, {"iq4_xs", "iq4_xs"},
+    {"q2_k", "q2_k"},   {"q3_k", "q3_k_s"}, {"q4_k", "q4_k_s"},
+    {"q5_k", "q5_k_s"}, {"q6_k", "q6_k"},   {"iq4_xs", "iq4_xs"},
 };
 
 std::string CaseName(const ::testing::TestParamInfo<KQuantCase>& info) { return info.param.format; }

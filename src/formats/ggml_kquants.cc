@@ -206,8 +206,7 @@ void QuantizeQ8K(const float* x, const float*, Q8_KFormat::Block& y) {
 void Pack2Bit(const uint8_t* L, uint8_t* qs) {
   for (int j = 0; j < kSuperBlock; j += 128) {
     for (int l = 0; l < 32; ++l)
-      qs[j / 4 + l] =
-          uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+      qs[j / 4 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
   }
 }
 

@@ -216,8 +216,7 @@ struct Q6_KFormat {
   using Activation = Q8_KFormat;
   // Measured 0.0177 (N(0,1) rows of 4096, 3 seeds); window about +-25%.
   static constexpr double kRmseLo = 0.014, kRmseHi = 0.022;
-  static constexpr const char* kDatasheet =
-      "llama.cpp Q6_K: 16x16 sub-blocks, int8 scales, fp16 d, 6.5625 bits/weight";
+  static constexpr const char* kDatasheet = "llama.cpp Q6_K: 16x16 sub-blocks, int8 scales, fp16 d, 6.5625 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
 };

@@ -120,8 +120,8 @@ float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L) {
   return sumlx / suml2;
 }
 
-float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                    uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
+float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
+                    float rmin, float rdelta, int nstep, bool use_mad) {
   float min = x[0];
   float max = x[0];
   float sum_w = weights[0];

@@ -41,8 +41,8 @@ float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L);
 // for is in [0, nstep], solves the weighted 2x2 least-squares for (scale, min)
 // per candidate (min clamped to <= 0), and keeps the lowest weighted absolute
 // (use_mad) or squared error. Laux is scratch of n bytes.
-float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                    uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad);
+float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
+                    float rmin, float rdelta, int nstep, bool use_mad);
 
 // make_qp_quants: quantizes non-negative sub-block scales (or mins) x[0..n)
 // to [0, nmax] with weights quant_weights: tries 9 inverse scales around

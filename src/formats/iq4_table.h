@@ -10,7 +10,6 @@ namespace lowbit {
 // roughly Gaussian weight distribution, so a 4-bit index spends its codes
 // where the weights are. Not symmetric (-127 ... 113): the scale search picks
 // the sign of d so the larger-magnitude side carries the block's extreme value.
-inline constexpr int8_t kIq4NlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                            1,    13,   25,  38,  53,  69,  89,  113};
+inline constexpr int8_t kIq4NlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 }  // namespace lowbit
