@@ -60,6 +60,9 @@ struct Q8_1Format {
   static constexpr int kBlockBytes = 36;
   static constexpr int kRowHeaderBytes = 0;
   using Activation = Q8_1Format;
+  // s is rounded from the f32 scale, so re-quantizing the decoded block (whose
+  // scale is f16(d) exactly) can move s by one f16 ulp; d and qs do not move.
+  static constexpr bool kIdempotent = false;
   static constexpr double kRmseLo = 0.0042, kRmseHi = 0.0066;  // same codes as Q8_0
   static constexpr const char* kDatasheet =
       "ggml Q8_1 (activations): 32 x int8 + f16 scale + f16 d*sum(q), 9 bits/weight";

@@ -37,6 +37,8 @@ struct IQ4_NLFormat {
   static constexpr int kBlockBytes = 18;
   static constexpr int kRowHeaderBytes = 0;
   using Activation = Q8_0Format;
+  // The scale search can settle elsewhere on the decoded block.
+  static constexpr bool kIdempotent = false;
   static constexpr double kRmseLo = 0.065, kRmseHi = 0.088;  // measured 0.0759
   static constexpr const char* kDatasheet =
       "ggml IQ4_NL: 32 x 4-bit index into a 16-level non-linear table + f16 scale, 4.5 bits/weight";
