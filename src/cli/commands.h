@@ -21,6 +21,7 @@ Runner AddKldCommand(CLI::App& app);
 Runner AddInspectCommand(CLI::App& app);
 Runner AddSynthCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
+Runner AddFormatsCommand(CLI::App& app);
 
 // Options every model-consuming command shares.
 struct ModelOptions {

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   add(cli::AddInspectCommand);
   add(cli::AddSynthCommand);
   add(cli::AddBenchCommand);
+  add(cli::AddFormatsCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
