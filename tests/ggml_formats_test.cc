@@ -5,6 +5,7 @@
 // The generic round-trip windows of every format are in formats_test.cc.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -211,6 +212,22 @@ TEST_P(GgmlFormatTest, ImportanceLowersWeightedError) {
   std::printf("%s: relative RMSE %.5f (window %.4f..%.4f)\n", f.name.data(), rmse, f.rmse_lo, f.rmse_hi);
   EXPECT_GT(rmse, f.rmse_lo) << f.name;
   EXPECT_LT(rmse, f.rmse_hi) << f.name;
+}
+
+// A block whose importance is all zero (a column never activated) has no
+// error to minimise; llama.cpp stores a NaN IQ4_NL scale there, we must not.
+TEST_P(GgmlFormatTest, ZeroImportanceBlockStaysFinite) {
+  const FormatInfo& f = Format(GetParam().name);
+  const int64_t n = 1024;
+  const std::vector<float> x = Gaussian(size_t(n), 31);
+  std::vector<float> importance(static_cast<size_t>(n), 1.0f);
+  std::fill(importance.begin(), importance.begin() + f.block_size, 0.0f);
+  const std::vector<float> y = Decode(f, Encode(f, x, 1, n, importance.data()), 1, n);
+  for (float v : y) ASSERT_TRUE(std::isfinite(v)) << f.name;
+  // The zero-weight block itself may decode to anything finite (Q4_0/Q5_0
+  // store d = 0 there, as llama.cpp does); the others are unaffected.
+  const std::vector<float> x_rest(x.begin() + f.block_size, x.end()), y_rest(y.begin() + f.block_size, y.end());
+  EXPECT_LT(RelativeRmse(x_rest, y_rest), f.rmse_hi * 1.5) << f.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(Ggml, GgmlFormatTest, ::testing::ValuesIn(kWeightCases),
