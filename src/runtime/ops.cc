@@ -5,41 +5,8 @@
 #include <cmath>
 #include <vector>
 
-#include "core/error.h"
 
 namespace lowbit {
-
-float DotRef(const float* a, const float* b, int64_t n) {
-  // Eight interleaved partial sums: a fixed summation order (so results do not
-  // depend on the compiler) that the compiler can still vectorize.
-  constexpr int kLanes = 8;
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += a[i + l] * b[i + l];
-  for (int l = 0; i < n; ++i, ++l) lanes[l] += a[i] * b[i];
-  float sum = 0.0f;
-  for (float v : lanes) sum += v;
-  return sum;
-}
-
-void MatMulRef(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
-  LOWBIT_CHECK(w.shape.size() == 2);
-  const int64_t out = w.shape[0], in = w.shape[1];
-  pool.ParallelFor(out, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(static_cast<size_t>(in));  // one row of W as f32
-    const float* wr = row.data();
-    for (int64_t o = begin; o < end; ++o) {
-      if (w.type == DType::kF32) {
-        wr = static_cast<const float*>(w.data) + o * in;
-      } else {
-        DequantizeRows(w, o, 1, row.data());
-        wr = row.data();
-      }
-      for (int64_t t = 0; t < n; ++t) y[t * out + o] = DotRef(wr, x + t * in, in);
-    }
-  });
-}
 
 void AddBias(const TensorView& b, int64_t n, float* y) {
   const int64_t d = b.NumElements();

@@ -1,6 +1,5 @@
-// Reference FP32 operators of the forward pass: plain loops, no intrinsics,
-// shapes in comments. These stay in the library as the `--reference` path
-// that every fast kernel is checked against.
+// Reference FP32 operators of the forward pass besides the matrix products
+// (those are kernels/matmul.h): plain loops, no intrinsics, shapes in comments.
 #pragma once
 
 #include <cstdint>
@@ -10,13 +9,6 @@
 #include "core/thread_pool.h"
 
 namespace lowbit {
-
-// Dot product of two f32 vectors of length n, summed in a fixed order.
-float DotRef(const float* a, const float* b, int64_t n);
-
-// y (n, out) = x (n, in) @ W^T, W a (out, in) weight of any loadable dtype;
-// rows of W are converted to f32 on the fly. Parallel over output rows.
-void MatMulRef(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool);
 
 // y (n, d) += b (d): adds a bias (any loadable dtype) to every row.
 void AddBias(const TensorView& b, int64_t n, float* y);

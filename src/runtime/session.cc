@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "kernels/dot_ref.h"
+#include "kernels/matmul.h"
 #include "runtime/ops.h"
 
 namespace lowbit {
@@ -20,6 +22,7 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
   if (c.arch == Arch::kGpt2 && max_context_ > c.context_length)
     Fail("{}: context {} is longer than GPT-2's {} learned positions", model.path, max_context_, c.context_length);
   max_batch_ = std::max(1, options.max_batch);
+  reference_ = options.reference;
   pool_ = std::make_unique<ThreadPool>(options.threads);
   const size_t kv = size_t(c.n_kv_heads) * size_t(c.head_dim);
   key_cache_.assign(size_t(c.n_layers) * size_t(max_context_) * kv, 0.0f);
@@ -94,6 +97,10 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
       RmsNorm(in, m.Get(w), c.norm_eps, n, d, dst);
   };
   const float att_scale = 1.0f / std::sqrt(float(hd));
+  // y (n, out) = x (n, in) @ W^T through the fast kernels, or the scalar references with --reference.
+  auto matmul = [&](const TensorView& w, const float* in, int64_t rows, float* y) {
+    MatMul(w, in, rows, y, pool, reference_);
+  };
 
   for (int l = 0; l < c.n_layers; ++l) {
     float* kc = &key_cache_[size_t(l) * size_t(max_context_) * size_t(kv_dim)];    // (ctx, kv)
@@ -104,7 +111,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
     if (gpt2) {
       // Fused QKV: (n, 3d) = xn @ Wqkv^T + b, split into q, k, v.
       std::vector<float> qkv(size_t(n * 3 * d));
-      MatMulRef(layer_tensor(l, "attn_qkv.weight"), xn.data(), n, qkv.data(), pool);
+      matmul(layer_tensor(l, "attn_qkv.weight"), xn.data(), n, qkv.data());
       AddBias(layer_tensor(l, "attn_qkv.bias"), n, qkv.data());
       for (int64_t t = 0; t < n; ++t) {
         const float* row = &qkv[size_t(t * 3 * d)];
@@ -113,9 +120,9 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
         std::copy(row + 2 * d, row + 3 * d, &v[size_t(t * d)]);
       }
     } else {
-      MatMulRef(layer_tensor(l, "attn_q.weight"), xn.data(), n, q.data(), pool);
-      MatMulRef(layer_tensor(l, "attn_k.weight"), xn.data(), n, k.data(), pool);
-      MatMulRef(layer_tensor(l, "attn_v.weight"), xn.data(), n, v.data(), pool);
+      matmul(layer_tensor(l, "attn_q.weight"), xn.data(), n, q.data());
+      matmul(layer_tensor(l, "attn_k.weight"), xn.data(), n, k.data());
+      matmul(layer_tensor(l, "attn_v.weight"), xn.data(), n, v.data());
       if (c.qkv_bias) {
         AddBias(layer_tensor(l, "attn_q.bias"), n, q.data());
         AddBias(layer_tensor(l, "attn_k.bias"), n, k.data());
@@ -141,7 +148,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
         const int64_t len = pos0 + t + 1;
         for (int64_t p = 0; p < len; ++p) {
           const float* kp = kc + size_t(p * kv_dim + kvh * hd);
-          scores[size_t(p)] = DotRef(qh, kp, hd) * att_scale;
+          scores[size_t(p)] = DotF32Ref(qh, kp, hd) * att_scale;
         }
         Softmax(scores.data(), len);
         float* o = &att_out[size_t(t * q_dim + h * hd)];
@@ -153,22 +160,22 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
         }
       }
     });
-    MatMulRef(layer_tensor(l, "attn_output.weight"), att_out.data(), n, proj.data(), pool);
+    matmul(layer_tensor(l, "attn_output.weight"), att_out.data(), n, proj.data());
     if (gpt2) AddBias(layer_tensor(l, "attn_output.bias"), n, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 
     // ---- MLP ----
     norm(l, "ffn_norm", x.data(), xn.data());
-    MatMulRef(layer_tensor(l, "ffn_up.weight"), xn.data(), n, h1.data(), pool);
+    matmul(layer_tensor(l, "ffn_up.weight"), xn.data(), n, h1.data());
     if (gpt2) {
       AddBias(layer_tensor(l, "ffn_up.bias"), n, h1.data());
       for (float& e : h1) e = GeluTanh(e);
     } else {
       // SwiGLU: h = silu(xn @ Wgate^T) * (xn @ Wup^T)
-      MatMulRef(layer_tensor(l, "ffn_gate.weight"), xn.data(), n, h2.data(), pool);
+      matmul(layer_tensor(l, "ffn_gate.weight"), xn.data(), n, h2.data());
       for (size_t i = 0; i < h1.size(); ++i) h1[i] *= Silu(h2[i]);
     }
-    MatMulRef(layer_tensor(l, "ffn_down.weight"), h1.data(), n, proj.data(), pool);
+    matmul(layer_tensor(l, "ffn_down.weight"), h1.data(), n, proj.data());
     if (gpt2) AddBias(layer_tensor(l, "ffn_down.bias"), n, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
     if (on_hidden) on_hidden(l, x);
@@ -185,7 +192,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
     RmsNorm(last_x, m.Get("output_norm.weight"), c.norm_eps, rows, d, xn.data());
   out->resize(size_t(rows * V));
   const TensorView& head = c.tied_output ? m.Get("token_embd.weight") : m.Get("output.weight");
-  MatMulRef(head, xn.data(), rows, out->data(), pool);
+  matmul(head, xn.data(), rows, out->data());
 }
 
 }  // namespace lowbit

@@ -1,6 +1,7 @@
-// Inference session: a model plus its KV cache. Eval() runs the readable FP32
-// reference forward pass (runtime/forward.cc) over a batch of new tokens at
-// the current position, multi-threaded over output rows.
+// Inference session: a model plus its KV cache. Eval() runs the readable
+// forward pass (runtime/session.cc) over a batch of new tokens at the current
+// position; matrix products go through kernels/matmul.h (SIMD kernels, or the
+// scalar references when SessionOptions::reference is set).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@ struct SessionOptions {
   int threads = 0;        // <= 0: one per core
   int max_context = 0;    // <= 0: the model's context_length
   int max_batch = 512;    // tokens per forward call (longer inputs are split)
+  bool reference = false; // run every matrix product on the scalar reference kernels
 };
 
 class Session {
@@ -49,6 +51,7 @@ class Session {
   const Model& model_;
   int max_context_;
   int max_batch_;
+  bool reference_ = false;
   int position_ = 0;
   std::unique_ptr<ThreadPool> pool_;
   std::vector<float> key_cache_;    // (layers, max_context, kv_heads * head_dim)
