@@ -306,8 +306,8 @@ TEST(GgmlLegacyTest, Q8_1MatchesQ8_0AndStoresScaledSum) {
   for (int blk = 0; blk < 8; ++blk) {
     const uint8_t* pa = a.data() + blk * 34;
     const uint8_t* pb = b.data() + blk * 36;
-    EXPECT_EQ(std::memcmp(pa, pb, 2), 0);             // d
-    EXPECT_EQ(std::memcmp(pa + 2, pb + 4, 32), 0);    // qs
+    EXPECT_EQ(std::memcmp(pa, pb, 2), 0);           // d
+    EXPECT_EQ(std::memcmp(pa + 2, pb + 4, 32), 0);  // qs
     uint16_t d, s;
     std::memcpy(&d, pb, 2);
     std::memcpy(&s, pb + 2, 2);

@@ -74,7 +74,8 @@ struct TQ1_0Format {
   // Measured 0.807: N(0,1) is far from ternary; with d = amax (~2.9 sigma
   // over 256) most weights round to 0. The format is for BitNet weights.
   static constexpr double kRmseLo = 0.75, kRmseHi = 0.87;
-  static constexpr const char* kDatasheet = "ggml TQ1_0: 256 ternary weights, 5 trits/byte + f16 scale, 1.6875 bits/weight";
+  static constexpr const char* kDatasheet =
+      "ggml TQ1_0: 256 ternary weights, 5 trits/byte + f16 scale, 1.6875 bits/weight";
   // Ternary formats hold already-ternary (BitNet) weights: the importance
   // vector is ignored, as in llama.cpp.
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
@@ -102,7 +103,8 @@ struct TQ2_0Format {
   static constexpr int kRowHeaderBytes = 0;
   using Activation = Q8_KFormat;
   static constexpr double kRmseLo = 0.75, kRmseHi = 0.87;  // same codes as TQ1_0
-  static constexpr const char* kDatasheet = "ggml TQ2_0: 256 ternary weights as 2-bit codes + f16 scale, 2.0625 bits/weight";
+  static constexpr const char* kDatasheet =
+      "ggml TQ2_0: 256 ternary weights as 2-bit codes + f16 scale, 2.0625 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
 };
