@@ -31,8 +31,7 @@ Runner AddKldCommand(CLI::App& app) {
   return [o] {
     if (o->save_base.empty() == o->base.empty()) Fail("kld: give exactly one of --save-base FILE or --base FILE");
     auto model = OpenModel(o->model);
-    SessionOptions so;
-    so.threads = o->model.threads;
+    SessionOptions so = MakeSessionOptions(o->model);
     if (!o->save_base.empty()) {
       if (o->data.empty()) Fail("kld --save-base needs --data FILE");
       const ChunkPlan plan =

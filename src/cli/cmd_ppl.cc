@@ -33,8 +33,7 @@ Runner AddPplCommand(CLI::App& app) {
     if (plan.ctx > model->config.context_length && !o->json)
       fmt::print(stderr, "warning: ctx {} is longer than the model's trained context {}\n", plan.ctx,
                  model->config.context_length);
-    SessionOptions so;
-    so.threads = o->model.threads;
+    SessionOptions so = MakeSessionOptions(o->model);
     so.max_context = plan.ctx;
     Session session(*model, so);
     const PerplexityResult r = Perplexity(session, plan, /*progress=*/true);

@@ -33,8 +33,7 @@ Runner AddRunCommand(CLI::App& app) {
   cmd->add_flag("--json", o->json, "print a JSON report instead of streaming text");
   return [o] {
     auto model = OpenModel(o->model);
-    SessionOptions so;
-    so.threads = o->model.threads;
+    SessionOptions so = MakeSessionOptions(o->model);
     so.max_context = o->ctx;
     if (o->ctx == 0) {
       // Default: the trained context, grown to fit prompt + generation (llama.cpp also

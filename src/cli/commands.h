@@ -28,9 +28,12 @@ struct ModelOptions {
   std::string model;
   std::string tokenizer;  // llama2.c checkpoints: explicit tokenizer.bin
   int threads = 0;
+  bool reference = false;  // --reference: scalar reference kernels for every matrix product
 };
 void AddModelOptions(CLI::App& cmd, ModelOptions* options);
 std::unique_ptr<Model> OpenModel(const ModelOptions& options);
+// Session options carrying --threads and --reference.
+SessionOptions MakeSessionOptions(const ModelOptions& options);
 
 // Reads a text data file as llama.cpp's -f does (one trailing newline dropped).
 std::string ReadDataFile(const std::string& path);

@@ -17,6 +17,15 @@ void AddModelOptions(CLI::App& cmd, ModelOptions* options) {
   cmd.add_option("--tokenizer", options->tokenizer, "tokenizer.bin for a llama2.c checkpoint (default: beside it)");
   cmd.add_option("-t,--threads", options->threads, "worker threads (default: one per core)")
       ->check(CLI::Range(0, 1024));
+  cmd.add_flag("--reference", options->reference,
+               "run every matrix product on the scalar reference kernels (to check the fast paths)");
+}
+
+SessionOptions MakeSessionOptions(const ModelOptions& options) {
+  SessionOptions so;
+  so.threads = options.threads;
+  so.reference = options.reference;
+  return so;
 }
 
 std::unique_ptr<Model> OpenModel(const ModelOptions& options) { return LoadModel(options.model, options.tokenizer); }
