@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
@@ -43,7 +45,7 @@ class Rng {
     return z ^ (z >> 31);
   }
   double Uniform() { return double(Next() >> 11) * 0x1p-53; }  // [0, 1)
-  double Gaussian() {                                            // Box-Muller
+  double Gaussian() {                                          // Box-Muller
     const double u = 1.0 - Uniform(), v = Uniform();
     return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
   }
@@ -143,8 +145,8 @@ class FormatTest : public ::testing::TestWithParam<const FormatInfo*> {
 };
 
 std::string Trace(const FormatInfo& f, uint64_t seed) {
-  return std::string(f.name) + " seed=" + std::to_string(seed) + " (base LOWBIT_TEST_SEED=" +
-         std::to_string(BaseSeed()) + ")";
+  return std::string(f.name) + " seed=" + std::to_string(seed) +
+         " (base LOWBIT_TEST_SEED=" + std::to_string(BaseSeed()) + ")";
 }
 
 TEST_P(FormatTest, GaussianErrorInsideWindow) {
@@ -154,8 +156,8 @@ TEST_P(FormatTest, GaussianErrorInsideWindow) {
   const std::vector<float> y = Dequantize(F(), Quantize(F(), x, kRows, kCols), kRows, kCols);
   ASSERT_TRUE(AllFinite(y));
   const double err = RelRmse(x, y);
-  std::printf("[ measured ] %-20s rel_rmse %.5f  window [%.4f, %.4f]  %.4f bits/weight\n", std::string(F().name).c_str(),
-              err, F().rmse_lo, F().rmse_hi, F().BitsPerWeight(kCols));
+  std::printf("[ measured ] %-20s rel_rmse %.5f  window [%.4f, %.4f]  %.4f bits/weight\n",
+              std::string(F().name).c_str(), err, F().rmse_lo, F().rmse_hi, F().BitsPerWeight(kCols));
   EXPECT_GE(err, F().rmse_lo);
   EXPECT_LE(err, F().rmse_hi);
 }
@@ -297,11 +299,21 @@ TEST(FormatTable, NamesIdsAndFactsAreConsistent) {
 
 // The lowbit-private GGUF ids are a file format: they must never change.
 TEST(FormatTable, PrivateGgufIdsArePinned) {
-  const std::pair<const char*, uint32_t> pinned[] = {
-      {"fp8_e4m3", 1024},         {"fp8_e5m2", 1025},        {"nf4", 1026},           {"fp4", 1027},
-      {"nf4_dq", 1028},           {"fp4_dq", 1029},          {"log4", 1030},          {"int2_sym_tensor", 1120},
-      {"int3_asym_g64", 1138},    {"int4_sym_g128", 1144},   {"int4_asym_g128", 1149}, {"int4_sym_channel", 1141},
-      {"int8_sym_tensor", 1180},  {"int8_asym_channel", 1186}, {"int8_asym_g128", 1189}};
+  const std::pair<const char*, uint32_t> pinned[] = {{"fp8_e4m3", 1024},
+                                                     {"fp8_e5m2", 1025},
+                                                     {"nf4", 1026},
+                                                     {"fp4", 1027},
+                                                     {"nf4_dq", 1028},
+                                                     {"fp4_dq", 1029},
+                                                     {"log4", 1030},
+                                                     {"int2_sym_tensor", 1120},
+                                                     {"int3_asym_g64", 1138},
+                                                     {"int4_sym_g128", 1144},
+                                                     {"int4_asym_g128", 1149},
+                                                     {"int4_sym_channel", 1141},
+                                                     {"int8_sym_tensor", 1180},
+                                                     {"int8_asym_channel", 1186},
+                                                     {"int8_asym_g128", 1189}};
   for (const auto& [name, id] : pinned) {
     const FormatInfo* f = FindFormatByName(name);
     ASSERT_NE(f, nullptr) << name;
@@ -312,6 +324,28 @@ TEST(FormatTable, PrivateGgufIdsArePinned) {
   EXPECT_DOUBLE_EQ(FindFormatByName("int3_asym_g64")->BitsPerWeight(4096), 3.375);
   EXPECT_DOUBLE_EQ(FindFormatByName("nf4")->BitsPerWeight(4096), 4.5);
   EXPECT_DOUBLE_EQ(FindFormatByName("nf4_dq")->BitsPerWeight(4096), 4.140625);
+}
+
+// `lowbit formats --json` lists exactly the format table (skips when the
+// binary has not been built, e.g. when only this test target was built).
+TEST(FormatsCommand, JsonListsEveryFormat) {
+  if (!std::filesystem::exists(LOWBIT_BINARY)) GTEST_SKIP() << LOWBIT_BINARY << " not built";
+  std::FILE* p = popen((std::string(LOWBIT_BINARY) + " formats --json").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, got);
+  ASSERT_EQ(pclose(p), 0) << out;
+  const nlohmann::json j = nlohmann::json::parse(out);
+  ASSERT_EQ(j.size(), AllFormats().size());
+  for (const FormatInfo& f : AllFormats()) {
+    const nlohmann::json& e = j[size_t(f.id)];
+    EXPECT_EQ(e["name"], std::string(f.name));
+    EXPECT_EQ(e["gguf_type"], f.gguf_type);
+    EXPECT_EQ(e["block_bytes"], f.block_bytes);
+    EXPECT_DOUBLE_EQ(e["bits_per_weight"].get<double>(), f.BitsPerWeight(4096));
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -375,9 +409,9 @@ TEST(Fp8, E4M3AllCodesAndKnownValues) {
   CheckAllFp8Codes<Fp8E4M3>(2);
   EXPECT_EQ(Fp8E4M3::kMaxFinite, 448.0f);
   EXPECT_EQ(Fp8E4M3ToF32(0x7E), 448.0f);
-  EXPECT_EQ(Fp8E4M3ToF32(0x01), std::ldexp(1.0f, -9));   // smallest subnormal
-  EXPECT_EQ(Fp8E4M3ToF32(0x08), std::ldexp(1.0f, -6));   // smallest normal
-  EXPECT_EQ(Fp8E4M3ToF32(0x38), 1.0f);                   // exponent field 7 = bias
+  EXPECT_EQ(Fp8E4M3ToF32(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
+  EXPECT_EQ(Fp8E4M3ToF32(0x08), std::ldexp(1.0f, -6));  // smallest normal
+  EXPECT_EQ(Fp8E4M3ToF32(0x38), 1.0f);                  // exponent field 7 = bias
   EXPECT_EQ(F32ToFp8E4M3(-0.0f), 0x80);
 }
 
@@ -420,10 +454,22 @@ TEST(Fp8, FormatRowsHoldEveryCodeExactly) {
 }
 
 TEST(Bnb, Nf4BookIsBitsandbytesVerbatim) {
-  const float nf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-                         -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-                         0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-                         0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+  const float nf4[16] = {-1.0f,
+                         -0.6961928009986877f,
+                         -0.5250730514526367f,
+                         -0.39491748809814453f,
+                         -0.28444138169288635f,
+                         -0.18477343022823334f,
+                         -0.09105003625154495f,
+                         0.0f,
+                         0.07958029955625534f,
+                         0.16093020141124725f,
+                         0.24611230194568634f,
+                         0.33791524171829224f,
+                         0.44070982933044434f,
+                         0.5626170039176941f,
+                         0.7229568362236023f,
+                         1.0f};
   for (int c = 0; c < 16; ++c) EXPECT_EQ(bnb::CodeBook(bnb::Book4::kNf4)[c], nf4[c]);
   // bnb's first decision point (dQuantizeNF4): x > 0.03979014977812767 -> code 8.
   EXPECT_EQ(bnb::Encode4(bnb::Book4::kNf4, 0.03979014977812767f), 7);

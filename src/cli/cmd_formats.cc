@@ -3,6 +3,7 @@
 // loads it, block size and bytes, row header, bits per weight on a 4096 row,
 // the activation format its dot products pair with, and its datasheet line.
 #include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -42,17 +43,18 @@ Runner AddFormatsCommand(CLI::App& app) {
       PrintJson(out.dump(2));
       return;
     }
-    fmt::print("{:<18} {:>5} {:>6} {:>5} {:>5} {:>6} {:>8}  {:<17} {}\n", "format", "gguf", "native", "block",
-               "bytes", "header", "bpw", "activation", "datasheet");
+    fmt::print("{:<18} {:>5} {:>6} {:>5} {:>5} {:>6} {:>8}  {:<17} {}\n", "format", "gguf", "native", "block", "bytes",
+               "header", "bpw", "activation", "datasheet");
     for (const FormatInfo& f : AllFormats()) {
       fmt::print("{:<18} {:>5} {:>6} {:>5} {:>5} {:>6} {:>8.4f}  {:<17} {}{}\n", f.name, f.gguf_type,
                  f.ggml_native ? "yes" : "no", f.block_size, f.block_bytes, f.row_header_bytes,
                  f.BitsPerWeight(kReportRow), DTypeName(f.activation), f.weight_format ? "" : "(activations only) ",
                  f.datasheet);
     }
-    fmt::print("{} formats; bpw = bits per weight on a row of {}; native = llama.cpp loads it "
-               "(lowbit-private GGUF ids are >= 1024)\n",
-               AllFormats().size(), kReportRow);
+    fmt::print(
+        "{} formats; bpw = bits per weight on a row of {}; native = llama.cpp loads it "
+        "(lowbit-private GGUF ids are >= 1024)\n",
+        AllFormats().size(), kReportRow);
   };
 }
 

@@ -34,12 +34,12 @@ constexpr float kNf4[16] = {-1.0f,
                             1.0f};
 
 // bnb's FP4 in code order: [0, 0.0625, 8, 12, 4, 6, 2, 3, -0, -0.0625, -8, -12, -4, -6, -2, -3] / 12.
-constexpr float kFp4[16] = {0.0f,        0.0625f / 12, 8.0f / 12,  12.0f / 12, 4.0f / 12,  6.0f / 12,
-                            2.0f / 12,   3.0f / 12,    -0.0f,      -0.0625f / 12, -8.0f / 12, -12.0f / 12,
-                            -4.0f / 12,  -6.0f / 12,   -2.0f / 12, -3.0f / 12};
+constexpr float kFp4[16] = {0.0f,       0.0625f / 12, 8.0f / 12,  12.0f / 12,    4.0f / 12,  6.0f / 12,
+                            2.0f / 12,  3.0f / 12,    -0.0f,      -0.0625f / 12, -8.0f / 12, -12.0f / 12,
+                            -4.0f / 12, -6.0f / 12,   -2.0f / 12, -3.0f / 12};
 // FP4 magnitudes ascending and their 3-bit codes.
-constexpr float kFp4Magnitudes[8] = {0.0f, 0.0625f / 12, 2.0f / 12, 3.0f / 12,
-                                     4.0f / 12, 6.0f / 12, 8.0f / 12, 12.0f / 12};
+constexpr float kFp4Magnitudes[8] = {0.0f,      0.0625f / 12, 2.0f / 12, 3.0f / 12,
+                                     4.0f / 12, 6.0f / 12,    8.0f / 12, 12.0f / 12};
 constexpr uint8_t kFp4MagnitudeCodes[8] = {0, 1, 6, 7, 4, 5, 2, 3};
 
 constexpr int kDynamicZeroIndex = 127;

@@ -58,8 +58,7 @@ void DequantizeRow(Book4 book, bool double_quant, const uint8_t* row, float* out
 template <bnb::Book4 kBook, bool kDoubleQuant>
 struct BnbFormat {
   static constexpr bool kIsNf4 = kBook == bnb::Book4::kNf4;
-  static constexpr const char* kName =
-      kIsNf4 ? (kDoubleQuant ? "nf4_dq" : "nf4") : (kDoubleQuant ? "fp4_dq" : "fp4");
+  static constexpr const char* kName = kIsNf4 ? (kDoubleQuant ? "nf4_dq" : "nf4") : (kDoubleQuant ? "fp4_dq" : "fp4");
   // lowbit-private, fixed forever.
   static constexpr uint32_t kGgufType = 1026 + (kIsNf4 ? 0 : 1) + (kDoubleQuant ? 2 : 0);
   static constexpr bool kGgmlNative = false;
@@ -78,8 +77,9 @@ struct BnbFormat {
   static constexpr const char* kDatasheet =
       kIsNf4 ? (kDoubleQuant ? "bnb NF4, blocks of 64, absmax double-quantized to u8 per row: 4.125 + 64/n bits/weight"
                              : "bnb NF4 (normal-quantile code book), blocks of 64, f32 absmax: 4.5 bits/weight")
-             : (kDoubleQuant ? "bnb FP4 (e2m1), blocks of 64, absmax double-quantized to u8 per row: 4.125 + 64/n bits/weight"
-                             : "bnb FP4 (e2m1, bnb bias), blocks of 64, f32 absmax: 4.5 bits/weight");
+             : (kDoubleQuant
+                    ? "bnb FP4 (e2m1), blocks of 64, absmax double-quantized to u8 per row: 4.125 + 64/n bits/weight"
+                    : "bnb FP4 (e2m1, bnb bias), blocks of 64, f32 absmax: 4.5 bits/weight");
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float*) {
     bnb::QuantizeRows(kBook, kDoubleQuant, x, rows, n, out);
   }

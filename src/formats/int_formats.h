@@ -40,8 +40,8 @@
 
 namespace lowbit {
 
-inline constexpr int kPerTensor = -1;   // IntFormat kGroup: one scale per tensor
-inline constexpr int kPerChannel = 0;   //                   one scale per row
+inline constexpr int kPerTensor = -1;  // IntFormat kGroup: one scale per tensor
+inline constexpr int kPerChannel = 0;  //                   one scale per row
 
 namespace int_format_internal {
 
@@ -115,9 +115,9 @@ constexpr ConstString Datasheet(int bits, bool asym, int group) {
 // (sym) or range/(2^b-1) (asym): int4 per row, absmax ~3.7 sigma, -> ~0.15.
 constexpr double MeasuredRmse(int bits, bool asym, int group) {
   //                               tensor   channel  g32      g64      g128
-  constexpr double kSym[4][5] = {{0.9673, 0.9136, 0.6575, 0.7192, 0.7670},     // int2 (ternary)
-                                 {0.4471, 0.3610, 0.2272, 0.2515, 0.2718},     // int3
-                                 {0.1872, 0.1578, 0.0966, 0.1085, 0.1183},     // int4
+  constexpr double kSym[4][5] = {{0.9673, 0.9136, 0.6575, 0.7192, 0.7670},        // int2 (ternary)
+                                 {0.4471, 0.3610, 0.2272, 0.2515, 0.2718},        // int3
+                                 {0.1872, 0.1578, 0.0966, 0.1085, 0.1183},        // int4
                                  {0.01115, 0.00872, 0.00536, 0.00596, 0.00645}};  // int8
   constexpr double kAsym[4][5] = {{0.7880, 0.6917, 0.4050, 0.4565, 0.5012},
                                   {0.3602, 0.2950, 0.1722, 0.1953, 0.2149},
@@ -157,7 +157,7 @@ struct Codec {
     }
   }
   static uint8_t Encode(float x, Params p) {
-    if (!(p.scale > 0.0f)) return uint8_t(p.zero);
+    if (!(p.scale > 0.0f) || std::isnan(x)) return uint8_t(p.zero);  // NaN would make the cast undefined
     const float q = std::nearbyint(x / p.scale) + float(p.zero);
     return uint8_t(std::clamp(q, float(kMinCode), float(kMaxCode)));
   }
