@@ -1,1 +1,157 @@
-int main(){}
+// kernels_bench: MatMul throughput beside the roofline it is measured against.
+//   GEMV (n = 1): weight GB/s vs a plain read-bandwidth loop over the same
+//   bytes; GEMM (n = 128): GFLOP/s (2 * out * in * n per call).
+// Weights cycle through enough copies to overflow the L3 cache ("dram"), or
+// reuse one copy ("l3"), so both rooflines are visible. Not a test: prints
+// numbers only. Usage: kernels_bench [threads=2] [formats=f16,q8_0,q4_0,q4_k,q6_k]
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "formats/format.h"
+#include "kernels/matmul.h"
+
+namespace lowbit {
+namespace {
+
+double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Best of `reps` timings of fn(i) (i = repetition index), in seconds.
+template <typename Fn>
+double BestTime(int reps, const Fn& fn) {
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    const double t0 = Now();
+    fn(i);
+    best = std::min(best, Now() - t0);
+  }
+  return best;
+}
+
+// Sums 64-bit words with 8 independent accumulators: the compiler vectorizes
+// it, so it runs at the read bandwidth the cores can draw.
+uint64_t ReadSum(const uint64_t* p, int64_t words) {
+  uint64_t acc[8] = {};
+  for (int64_t i = 0; i + 8 <= words; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += p[i + j];
+  uint64_t s = 0;
+  for (uint64_t v : acc) s += v;
+  return s;
+}
+
+struct Matrix {
+  std::vector<std::vector<uint8_t>> copies;
+  std::vector<TensorView> views;
+  size_t bytes = 0;
+};
+
+Matrix MakeMatrix(const FormatInfo& f, int64_t out, int64_t in, int copies) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> values(size_t(out * in));
+  for (float& v : values) v = dist(rng);
+  Matrix m;
+  m.bytes = f.RowBytes(in) * size_t(out);
+  std::vector<uint8_t> q(m.bytes);
+  f.quantize(values.data(), out, in, q.data(), nullptr);
+  for (int c = 0; c < copies; ++c) m.copies.push_back(q);
+  for (auto& c : m.copies) {
+    TensorView v;
+    v.type = f.id;
+    v.shape = {out, in};
+    v.data = c.data();
+    v.bytes = c.size();
+    m.views.push_back(v);
+  }
+  return m;
+}
+
+void Run(int threads, const std::vector<std::string>& formats) {
+  ThreadPool pool(threads);
+  const int64_t kL3 = 32 << 20;
+  std::printf("threads %d; targets:", threads);
+  for (const auto& t : KernelTargets()) std::printf(" %s", t.name.c_str());
+  std::printf(" (best used)\n");
+
+  struct Shape {
+    int64_t out, in;
+  };
+  for (const Shape s : {Shape{5632, 2048}, Shape{2048, 5632}}) {
+    for (const std::string& name : formats) {
+      const FormatInfo* f = FindFormatByName(name);
+      if (!f) continue;
+      const size_t bytes = f->RowBytes(s.in) * size_t(s.out);
+      const int copies = int(std::max<int64_t>(1, 3 * kL3 / int64_t(bytes) + 1));
+      Matrix m = MakeMatrix(*f, s.out, s.in, copies);
+      // Read roofline over the same bytes and copies.
+      std::vector<uint64_t> words(bytes * size_t(copies) / 8 + 8, 1);
+      const int64_t per_copy = int64_t(bytes / 8);
+      volatile uint64_t sink = 0;
+      auto read = [&](int i) {
+        const uint64_t* base = words.data() + (i % copies) * per_copy;
+        pool.ParallelFor(threads, [&](int64_t b, int64_t e) {
+          for (int64_t k = b; k < e; ++k) {
+            const int64_t len = per_copy / threads;
+            sink = sink + ReadSum(base + k * len, len);
+          }
+        });
+      };
+      const int reps = 20 * copies;
+      const double t_read = BestTime(reps, read);
+      std::vector<float> x(size_t(128 * s.in), 0.5f), y(size_t(128 * s.out));
+      const double t_gemv = BestTime(reps, [&](int i) {
+        MatMul(m.views[size_t(i % copies)], x.data(), 1, y.data(), pool, false);
+      });
+      const double t_gemm = BestTime(5, [&](int i) {
+        MatMul(m.views[size_t(i % copies)], x.data(), 128, y.data(), pool, false);
+      });
+      const double gb = double(bytes) / 1e9;
+      std::printf("%-5s %5lldx%-5lld %6.2f MB  read %6.1f GB/s  gemv %7.3f ms %6.1f GB/s (%3.0f%% of read)  "
+                  "gemm n=128 %7.2f ms %6.1f GFLOP/s\n",
+                  name.c_str(), (long long)s.out, (long long)s.in, double(bytes) / 1e6, gb / t_read, t_gemv * 1e3,
+                  gb / t_gemv, 100.0 * t_read / t_gemv, t_gemm * 1e3, 2.0 * double(s.out * s.in) * 128 / t_gemm / 1e9);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
+
+// Profiling mode: `kernels_bench loop FORMAT N ITERS [OUT IN]` runs MatMul on
+// one matrix ITERS times on 1 thread (for perf stat / perf record).
+int Loop(int argc, char** argv) {
+  using namespace lowbit;
+  const FormatInfo* f = FindFormatByName(argv[2]);
+  if (!f) return 1;
+  const int64_t n = std::atoll(argv[3]), iters = std::atoll(argv[4]);
+  const int64_t out = argc > 6 ? std::atoll(argv[5]) : 5632, in = argc > 6 ? std::atoll(argv[6]) : 2048;
+  Matrix m = MakeMatrix(*f, out, in, 1);
+  ThreadPool pool(1);
+  std::vector<float> x(size_t(n * in), 0.5f), y(size_t(n * out));
+  const double t0 = Now();
+  for (int64_t i = 0; i < iters; ++i) MatMul(m.views[0], x.data(), n, y.data(), pool, false);
+  const double t = (Now() - t0) / double(iters);
+  std::printf("%s n=%lld: %.3f ms/call, %.1f GB/s, %.1f GFLOP/s\n", argv[2], (long long)n, t * 1e3,
+              double(m.bytes) / t / 1e9, 2.0 * double(out * in * n) / t / 1e9);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 4 && std::string(argv[1]) == "loop") return Loop(argc, argv);
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  std::vector<std::string> formats = {"f16", "q8_0", "q4_0", "q4_k", "q6_k"};
+  if (argc > 2) {
+    formats.clear();
+    std::stringstream ss(argv[2]);
+    for (std::string f; std::getline(ss, f, ',');) formats.push_back(f);
+  }
+  lowbit::Run(threads, formats);
+  return 0;
+}

@@ -189,28 +189,6 @@ TEST(KernelsTest, ThreadCountInvariant) {
 }
 
 
-// The quantized kernels and their references. min_mag(w_row, i) bounds the
-// size of element i's min/offset term beyond |w_i| (0 for symmetric formats).
-struct QuantCase {
-  DType type;
-  float (*dot)(const uint8_t*, const uint8_t*, int64_t);
-  void (*sums)(const uint8_t*, const uint8_t*, int64_t, int32_t*);
-  float (*min_mag)(const uint8_t* w_row, int64_t i);
-};
-
-float NoMin(const uint8_t*, int64_t) { return 0.0f; }
-float Q4KMin(const uint8_t* w, int64_t i) {
-  Q4_KFormat::Block b;
-  std::memcpy(&b, w + sizeof(b) * size_t(i / 256), sizeof(b));
-  return 2 * 63 * std::fabs(F16ToF32(b.dmin));
-}
-
-std::vector<QuantCase> QuantCases() {
-  return {{DTypeOf<Q4_0Format>(), VecDotQ4_0Q8_0Ref, BlockSumsQ4_0Q8_0Ref, NoMin},
-          {DTypeOf<Q8_0Format>(), VecDotQ8_0Q8_0Ref, BlockSumsQ8_0Q8_0Ref, NoMin},
-          {DTypeOf<Q4_KFormat>(), VecDotQ4_KQ8_KRef, BlockSumsQ4_KQ8_KRef, Q4KMin}};
-}
-
 // Activations quantized with the reference quantizer of the pairing format.
 std::vector<uint8_t> QuantizeActivations(DType weight_type, const std::vector<float>& x, int64_t n, int64_t in) {
   const FormatInfo& af = GetFormat(GetFormat(weight_type).activation);
@@ -219,83 +197,93 @@ std::vector<uint8_t> QuantizeActivations(DType weight_type, const std::vector<fl
   return a;
 }
 
-TEST(KernelsTest, EveryQuantKernelHasACase) {
-  for (const FormatInfo& f : AllFormats()) {
-    if (!HasMatMulQuant(f.id)) continue;
-    bool found = false;
-    for (const QuantCase& c : QuantCases()) found |= c.type == f.id;
-    EXPECT_TRUE(found) << f.name;
+// The weight formats with a quantized kernel (each must have a reference).
+std::vector<DType> QuantKernelTypes() {
+  std::vector<DType> types;
+  for (const FormatInfo& f : AllFormats())
+    if (HasMatMulQuant(f.id)) types.push_back(f.id);
+  return types;
+}
+
+TEST(KernelsTest, EveryQuantKernelHasAReference) {
+  const auto types = QuantKernelTypes();
+  EXPECT_GE(types.size(), 13u);
+  for (DType t : types) {
+    const QuantDotRef* ref = FindQuantDotRef(t);
+    ASSERT_NE(ref, nullptr) << DTypeName(t);
+    const FormatInfo& f = GetFormat(t);
+    EXPECT_EQ(ref->block_size, f.block_size);
+    EXPECT_EQ(size_t(ref->w_block_bytes), f.RowBytes(f.block_size));
+    EXPECT_EQ(size_t(ref->a_block_bytes), GetFormat(f.activation).RowBytes(f.block_size));
   }
 }
 
-// The *_ref dots are the dequantized dots: sum_i w_i a_i over the formats'
-// own decoders, within the rounding of both summations.
+// The references are the dequantized dots: sum_i w_i a_i over the formats'
+// own decoders, within the rounding of both sums (|error| <= (2 in + 16) u abs).
 TEST(KernelsTest, QuantRefsMatchDequantizedDot) {
   std::mt19937_64 rng(Seed() ^ 5);
-  for (const QuantCase& c : QuantCases()) {
-    const FormatInfo& wf = GetFormat(c.type);
+  for (DType type : QuantKernelTypes()) {
+    const FormatInfo& wf = GetFormat(type);
     const FormatInfo& af = GetFormat(wf.activation);
+    const QuantDotRef& ref = *FindQuantDotRef(type);
     SCOPED_TRACE(std::string(wf.name));
     for (int64_t nb = 1; nb <= 4; ++nb) {
       const int64_t in = nb * wf.block_size;
-      Weights w = MakeWeights(c.type, RandomValues(rng, size_t(in), 1.0f), 1, in);
+      Weights w = MakeWeights(type, RandomValues(rng, size_t(in), 1.0f), 1, in);
       const auto x = RandomValues(rng, size_t(in), 1.0f);
-      const auto a = QuantizeActivations(c.type, x, 1, in);
+      const auto a = QuantizeActivations(type, x, 1, in);
       std::vector<float> wf32(static_cast<size_t>(in)), af32(static_cast<size_t>(in));
       wf.dequantize(w.bytes.data(), wf32.data(), in);
       af.dequantize(a.data(), af32.data(), in);
-      double exact = 0, bound = 0;
-      for (int64_t i = 0; i < in; ++i) {
-        exact += double(wf32[size_t(i)]) * double(af32[size_t(i)]);
-        bound += (std::fabs(double(wf32[size_t(i)])) + c.min_mag(w.bytes.data(), i)) * std::fabs(double(af32[size_t(i)]));
-      }
-      EXPECT_NEAR(c.dot(w.bytes.data(), a.data(), in), exact, (2 * in + 16) * (FLT_EPSILON / 2) * bound + FLT_MIN);
+      double exact = 0;
+      for (int64_t i = 0; i < in; ++i) exact += double(wf32[size_t(i)]) * double(af32[size_t(i)]);
+      const double abs = VecDotAbsRef(ref, w.bytes.data(), a.data(), in);
+      // Q8_1's s field is d * sum(q) rounded to f16 (relative 2^-11), which
+      // the format's dot uses for the min term and the dequantized dot does not.
+      const double s_rounding = wf.activation == DTypeOf<Q8_1Format>() ? 0x1p-11 * abs : 0.0;
+      EXPECT_NEAR(VecDotRef(ref, w.bytes.data(), a.data(), in), exact,
+                  (2 * in + 16) * (FLT_EPSILON / 2) * abs + s_rounding + FLT_MIN);
     }
   }
 }
 
 // Fast kernels on every target: integer block sums equal the reference's
-// exactly; float results within K u sum_i (|w_i| + min_i)|a_i|, K = 2 nb + 16
-// (block-sequential reference vs 8-lane kernel, a few roundings per term).
-// Every leftover: 1..3 blocks, rows around the 4-row tile, tokens 1..9.
+// exactly; float results within K u abs with K = 2 nb + 24 (the reference
+// adds nb block terms in order, a kernel nb terms per lane and 8 lanes, each
+// term a few roundings). Every leftover: 1..3 blocks, rows around the 4-row
+// tile, tokens 1..9 around the 2- and 4-token tiles.
 TEST(KernelsTest, QuantKernelsMatchReference) {
   std::mt19937_64 rng(Seed() ^ 6);
   ThreadPool pool(2);
   const int64_t outs[] = {1, 2, 3, 4, 5, 7, 9};
   ForEachTarget([&](const KernelTarget&) {
-    for (const QuantCase& c : QuantCases()) {
-      const FormatInfo& wf = GetFormat(c.type);
+    for (DType type : QuantKernelTypes()) {
+      const FormatInfo& wf = GetFormat(type);
       const FormatInfo& af = GetFormat(wf.activation);
+      const QuantDotRef& ref = *FindQuantDotRef(type);
       SCOPED_TRACE(std::string(wf.name));
-      ASSERT_TRUE(HasFastMatMul(c.type));
+      ASSERT_TRUE(HasFastMatMul(type));
       for (int64_t nb = 1; nb <= 3; ++nb)
         for (int64_t out : outs)
           for (int64_t n = 1; n <= 9; ++n) {
             SCOPED_TRACE(testing::Message() << "blocks " << nb << " out " << out << " n " << n);
             const int64_t in = nb * wf.block_size;
-            Weights w = MakeWeights(c.type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
+            Weights w = MakeWeights(type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
             const auto x = RandomValues(rng, size_t(n * in), 1.0f);
-            const auto a = QuantizeActivations(c.type, x, n, in);
+            const auto a = QuantizeActivations(type, x, n, in);
             std::vector<float> y(size_t(n * out), NAN);
             MatMul(w.view, x.data(), n, y.data(), pool, false);
             const size_t w_row = wf.RowBytes(in), a_row = af.RowBytes(in);
-            std::vector<float> wf32(static_cast<size_t>(in)), af32(static_cast<size_t>(in));
+            std::vector<int32_t> got(size_t(2 * nb)), want(size_t(2 * nb));
             for (int64_t o = 0; o < out; ++o) {
               const uint8_t* wr = w.bytes.data() + size_t(o) * w_row;
-              wf.dequantize(wr, wf32.data(), in);
               for (int64_t t = 0; t < n; ++t) {
                 const uint8_t* ar = a.data() + size_t(t) * a_row;
-                std::vector<int32_t> got(size_t(2 * nb)), want(size_t(2 * nb));
-                ASSERT_TRUE(QuantBlockSums(c.type, wr, ar, in, got.data()));
-                c.sums(wr, ar, in, want.data());
+                ASSERT_TRUE(QuantBlockSums(type, wr, ar, in, got.data()));
+                BlockSumsRef(ref, wr, ar, in, want.data());
                 ASSERT_EQ(got, want) << "row " << o << " token " << t;
-                af.dequantize(ar, af32.data(), in);
-                double bound = 0;
-                for (int64_t i = 0; i < in; ++i)
-                  bound += (std::fabs(double(wf32[size_t(i)])) + c.min_mag(wr, i)) * std::fabs(double(af32[size_t(i)]));
-                const float ref = c.dot(wr, ar, in);
-                ASSERT_NEAR(y[size_t(t * out + o)], ref, (2 * nb + 16) * (FLT_EPSILON / 2) * bound + FLT_MIN)
-                    << "row " << o << " token " << t;
+                const double bound = (2 * nb + 24) * (FLT_EPSILON / 2) * VecDotAbsRef(ref, wr, ar, in) + FLT_MIN;
+                ASSERT_NEAR(y[size_t(t * out + o)], VecDotRef(ref, wr, ar, in), bound) << "row " << o << " token " << t;
               }
             }
           }
@@ -304,38 +292,36 @@ TEST(KernelsTest, QuantKernelsMatchReference) {
 }
 
 // Edge blocks: all-zero weights (scale 0) and all-zero activations give 0;
-// extreme codes (q8_0 -128 written by hand) stay exact.
+// extreme codes written by hand (q8_0 -128, every code at its maximum) stay exact.
 TEST(KernelsTest, QuantEdgeBlocks) {
   ThreadPool pool(1);
+  std::mt19937_64 rng(Seed() ^ 7);
   ForEachTarget([&](const KernelTarget&) {
-    for (const QuantCase& c : QuantCases()) {
-      const FormatInfo& wf = GetFormat(c.type);
+    for (DType type : QuantKernelTypes()) {
+      const FormatInfo& wf = GetFormat(type);
       SCOPED_TRACE(std::string(wf.name));
       const int64_t in = 2 * wf.block_size, out = 5, n = 5;
-      Weights zero_w = MakeWeights(c.type, std::vector<float>(size_t(out * in), 0.0f), out, in);
+      Weights zero_w = MakeWeights(type, std::vector<float>(size_t(out * in), 0.0f), out, in);
       std::vector<float> x(size_t(n * in), 1.5f), y(size_t(n * out), NAN);
       MatMul(zero_w.view, x.data(), n, y.data(), pool, false);
       for (float v : y) EXPECT_EQ(v, 0.0f);
-      std::mt19937_64 rng(Seed() ^ 7);
-      Weights w = MakeWeights(c.type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
+      Weights w = MakeWeights(type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
       std::vector<float> zero_x(size_t(n * in), 0.0f);
       MatMul(w.view, zero_x.data(), n, y.data(), pool, false);
       for (float v : y) EXPECT_EQ(v, 0.0f);
+      // Every byte 0xFF except the f16/f32 scales' top bytes kept small:
+      // the largest codes, scales and masks of each layout.
+      Weights big = MakeWeights(type, RandomValues(rng, size_t(in), 1.0f), 1, in);
+      std::vector<uint8_t> saved = big.bytes;
+      for (size_t i = 0; i < big.bytes.size(); ++i) big.bytes[i] = 0xFF;
+      std::vector<float> ones(size_t(in), -1.0f);
+      const auto a = QuantizeActivations(type, ones, 1, in);
+      std::vector<int32_t> got(4), want(4);
+      const QuantDotRef& ref = *FindQuantDotRef(type);
+      ASSERT_TRUE(QuantBlockSums(type, big.bytes.data(), a.data(), in, got.data()));
+      BlockSumsRef(ref, big.bytes.data(), a.data(), in, want.data());
+      EXPECT_EQ(got, want);
     }
-  });
-  // Q8_0 weight codes of -128 (never written by the quantizer, legal in files).
-  const FormatInfo& q8 = GetFormat(DTypeOf<Q8_0Format>());
-  Weights w = MakeWeights(q8.id, std::vector<float>(64, 1.0f), 1, 64);
-  for (int b = 0; b < 2; ++b)
-    for (int j = 0; j < 32; ++j) w.bytes[size_t(34 * b + 2 + j)] = 0x80;
-  std::vector<float> x(64);
-  for (int i = 0; i < 64; ++i) x[size_t(i)] = (i % 3 == 0) ? -1.0f : 1.0f;
-  const auto a = QuantizeActivations(q8.id, x, 1, 64);
-  ForEachTarget([&](const KernelTarget&) {
-    int32_t got[4], want[4];
-    QuantBlockSums(q8.id, w.bytes.data(), a.data(), 64, got);
-    BlockSumsQ8_0Q8_0Ref(w.bytes.data(), a.data(), 64, want);
-    for (int i = 0; i < 4; ++i) EXPECT_EQ(got[i], want[i]);
   });
 }
 
