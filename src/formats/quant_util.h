@@ -1,7 +1,9 @@
 // Small pieces shared by lowbit's own scaled formats (int_formats.h,
 // bnb_formats.h, log_formats.h, fp8_formats.h): unaligned little-endian
 // loads/stores, scale rounding, dense bit packing of b-bit codes, and the
-// nearest-entry search in a sorted code book.
+// nearest-entry search in a sorted code book. These formats' quantizers are
+// plain round-to-nearest and ignore the importance weights; choosing values
+// with importance (clipping, GPTQ, AWQ) is a method's job in quant/.
 #pragma once
 
 #include <algorithm>
