@@ -99,6 +99,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
   const float att_scale = 1.0f / std::sqrt(float(hd));
   // y (n, out) = x (n, in) @ W^T through the fast kernels, or the scalar references with --reference.
   auto matmul = [&](const TensorView& w, const float* in, int64_t rows, float* y) {
+    if (on_matmul_input) on_matmul_input(w, in, rows);
     MatMul(w, in, rows, y, pool, reference_);
   };
 

@@ -45,6 +45,11 @@ class Session {
   // stream of the current batch, row-major (n, dim).
   std::function<void(int layer, std::span<const float> hidden)> on_hidden;
 
+  // Optional hook for calibration: called before every matrix product with
+  // the weight and its input activations x, row-major (n, in). The output
+  // head is included ("output.weight" or the tied "token_embd.weight").
+  std::function<void(const TensorView& weight, const float* x, int64_t n)> on_matmul_input;
+
  private:
   void EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::vector<float>* out);
 
