@@ -22,6 +22,7 @@ Runner AddInspectCommand(CLI::App& app);
 Runner AddSynthCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
 Runner AddFormatsCommand(CLI::App& app);
+Runner AddQuantizeCommand(CLI::App& app);
 
 // Options every model-consuming command shares.
 struct ModelOptions {

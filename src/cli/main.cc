@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   add(cli::AddSynthCommand);
   add(cli::AddBenchCommand);
   add(cli::AddFormatsCommand);
+  add(cli::AddQuantizeCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,283 @@
+#include "quant/pipeline.h"
+
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "io/gguf_writer.h"
+#include "quant/gguf_metadata.h"
+#include "quant/method.h"
+
+namespace lowbit {
+
+namespace {
+
+std::vector<SourceTensor> SourceTensors(const Model& model) {
+  std::vector<SourceTensor> out;
+  for (const TensorView& v : model.tensors()) out.push_back({v.name, v.shape, &GetFormat(v.type)});
+  return out;
+}
+
+// Drops the pages of a finished source tensor from this process's resident
+// set (a hint; the data stays valid: clean file pages are re-read on demand,
+// anonymous ones are swapped, never discarded).
+void ReleasePages(const void* data, size_t bytes) {
+#ifdef MADV_PAGEOUT
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(data) + page - 1) & ~(page - 1);
+  const uintptr_t end = (uintptr_t(data) + bytes) & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+bool IsQk(const std::string& name) {
+  return name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight");
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + ")";
+}
+
+}  // namespace
+
+uint64_t PeakRssBytes() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return uint64_t(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+Recipe PlanModelRecipe(const Model& model, const RecipeOptions& options) {
+  RecipeModelInfo info;
+  info.n_layers = model.config.n_layers;
+  info.n_heads = model.config.n_heads;
+  info.n_kv_heads = model.config.n_kv_heads;
+  return PlanRecipe(SourceTensors(model), info, options);
+}
+
+QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options, const ImportanceSource* importance) {
+  const auto start = std::chrono::steady_clock::now();
+  if (options.output.empty()) Fail("quantize: no output file given (-o OUT.gguf)");
+  ThreadPool pool(options.threads);
+  const std::unique_ptr<QuantMethod> method = MakeQuantMethod(options.method, &pool);
+  if (method->needs_importance() && importance == nullptr)
+    Fail("--method {} needs activation statistics: pass --imatrix STATS (from lowbit calibrate)", method->name());
+  RecipeOptions ro = options.recipe;
+  ro.has_imatrix = importance != nullptr;
+  const Recipe recipe = PlanModelRecipe(model, ro);
+
+  // Check every input before the first byte is written.
+  std::vector<const float*> imp(recipe.tensors.size(), nullptr);
+  for (size_t k = 0; k < recipe.tensors.size(); ++k) {
+    const TensorPlan& t = recipe.tensors[k];
+    if (!t.quantize || importance == nullptr) continue;
+    const std::vector<float>* v = importance->Find(t.name);
+    if (v == nullptr) {
+      if (t.name == "token_embd.weight") continue;  // an embedding lookup has no matmul input to measure
+      if (method->needs_importance())
+        Fail("{}: the activation statistics have no entry for tensor '{}' (needed by --method {})",
+             importance->description(), t.name, method->name());
+      continue;
+    }
+    if (int64_t(v->size()) != t.row_length())
+      Fail("{}: statistics for '{}' have {} input channels, the tensor has rows of {}", importance->description(),
+           t.name, v->size(), t.row_length());
+    for (float x : *v)
+      if (!std::isfinite(x) || x < 0)
+        Fail("{}: statistics for '{}' hold a negative or non-finite value ({})", importance->description(), t.name,
+             x);
+    imp[k] = v->data();
+  }
+
+  GgufWriter writer(options.output);
+  const OutputMetadata meta = WriteModelMetadata(model, writer);
+  if (recipe.ggml_only && (recipe.file_type != 0 || recipe.base->gguf_type == 0))
+    writer.SetUint32("general.file_type", recipe.file_type);
+  writer.SetUint32("general.quantization_version", 2);
+  writer.SetString("lowbit.quantize.method", std::string(method->name()));
+  writer.SetString("lowbit.quantize.format", options.recipe.format);
+  if (options.prune.kind != PruneSpec::Kind::kNone) writer.SetString("lowbit.quantize.prune", options.prune.ToString());
+  if (importance != nullptr) writer.SetString("quantize.imatrix.file", importance->description());
+  for (const TensorPlan& t : recipe.tensors) writer.AddTensor(t.name, t.shape, *t.format);
+  writer.WriteHeader();
+
+  QuantizeReport report;
+  report.source = model.path;
+  report.output = options.output;
+  report.method = std::string(method->name());
+  report.format = options.recipe.format;
+  report.preset = recipe.preset ? std::string(recipe.preset->name) : "";
+  report.file_type = recipe.file_type;
+  report.prune = options.prune.ToString();
+  report.fallbacks = recipe.fallbacks();
+
+  int64_t total_elements = 0;
+  for (const TensorPlan& t : recipe.tensors) total_elements += t.elements();
+  Progress progress("quantize", total_elements, options.progress);
+  int64_t done = 0, pruned_zeros = 0, pruned_weights = 0;
+  std::vector<float> w, deq;
+  std::vector<uint8_t> bytes;
+  for (size_t k = 0; k < recipe.tensors.size(); ++k) {
+    ThrowIfInterrupted();
+    const TensorPlan& t = recipe.tensors[k];
+    const TensorView& view = model.Get(t.name);
+    const int64_t rows = t.rows(), n = t.row_length();
+    const bool permute = meta.permute_qk && IsQk(t.name);
+    TensorReport tr;
+    tr.name = t.name;
+    tr.shape = t.shape;
+    tr.source_type = std::string(t.source->name);
+    tr.format = std::string(t.format->name);
+    tr.quantized = t.quantize;
+    tr.rule = t.rule;
+    tr.fallback = t.fallback;
+    tr.bytes = writer.TensorBytes(k);
+    report.largest_tensor_f32_bytes = std::max(report.largest_tensor_f32_bytes, uint64_t(t.elements()) * 4);
+
+    if (!t.quantize && !permute) {  // copied unchanged
+      LOWBIT_CHECK(view.bytes == tr.bytes);
+      writer.WriteTensorData({static_cast<const uint8_t*>(view.data), view.bytes});
+    } else {
+      w.resize(size_t(rows * n));
+      DequantizeRows(view, 0, rows, w.data());
+      for (int64_t i = 0; i < rows * n; ++i)
+        if (!std::isfinite(w[size_t(i)]))
+          Fail("{}: tensor '{}' holds a non-finite weight ({}) at row {}, column {}", model.path, t.name, w[size_t(i)],
+               i / n, i % n);
+      if (permute) {
+        const int64_t heads = t.name.ends_with("attn_q.weight") ? model.config.n_heads : model.config.n_kv_heads;
+        if (rows != heads * model.config.head_dim)
+          Fail("{}: tensor '{}' has {} rows, expected {} heads x {}", model.path, t.name, rows, heads,
+               model.config.head_dim);
+        PermuteRowsForGguf(w.data(), heads, model.config.head_dim, n);
+      }
+      if (t.quantize && options.prune.kind != PruneSpec::Kind::kNone) {
+        const int64_t zeros = Prune(options.prune, w.data(), rows, n);
+        tr.sparsity = double(zeros) / double(rows * n);
+        pruned_zeros += zeros;
+        pruned_weights += rows * n;
+      }
+      bytes.resize(tr.bytes);
+      LOWBIT_CHECK(bytes.size() == size_t(rows) * t.format->RowBytes(n));
+      if (t.quantize)
+        method->QuantizeTensor(t.name, w.data(), rows, n, *t.format, imp[k], bytes.data());
+      else
+        t.format->quantize(w.data(), rows, n, bytes.data(), nullptr);  // re-encode a permuted kept tensor
+      // Check: the stored tensor decodes to finite values; measure its error.
+      deq.resize(size_t(n));
+      const size_t row_bytes = t.format->RowBytes(n);
+      double err = 0, norm = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        t.format->dequantize(bytes.data() + size_t(r) * row_bytes, deq.data(), n);
+        for (int64_t i = 0; i < n; ++i) {
+          const float d = deq[size_t(i)];
+          if (!std::isfinite(d))
+            Fail("quantize: tensor '{}' in {} decodes to a non-finite value ({}) at row {}, column {}; "
+                 "nothing was written",
+                 t.name, t.format->name, d, r, i);
+          const double e = double(d) - double(w[size_t(r * n + i)]);
+          err += e * e;
+          norm += double(w[size_t(r * n + i)]) * double(w[size_t(r * n + i)]);
+        }
+      }
+      tr.rel_rmse = norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
+      writer.WriteTensorData(bytes);
+    }
+    ReleasePages(view.data, view.bytes);
+    report.total_bytes += tr.bytes;
+    report.parameters += t.elements();
+    if (t.quantize) {
+      report.quantized_parameters += t.elements();
+      report.quantized_bytes += tr.bytes;
+    }
+    report.tensors.push_back(std::move(tr));
+    done += t.elements();
+    progress.Update(done, t.name);
+  }
+  ThrowIfInterrupted();
+  writer.Finish();
+  progress.Finish();
+
+  std::error_code ec;
+  report.file_bytes = uint64_t(std::filesystem::file_size(options.output, ec));
+  report.bits_per_weight = report.parameters ? 8.0 * double(report.total_bytes) / double(report.parameters) : 0;
+  report.quantized_bits_per_weight =
+      report.quantized_parameters ? 8.0 * double(report.quantized_bytes) / double(report.quantized_parameters) : 0;
+  report.pruned_sparsity = pruned_weights ? double(pruned_zeros) / double(pruned_weights) : 0;
+  report.peak_rss_bytes = PeakRssBytes();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+std::string QuantizeReport::ToJson() const {
+  nlohmann::ordered_json j;
+  j["source"] = source;
+  j["output"] = output;
+  j["method"] = method;
+  j["format"] = format;
+  j["preset"] = preset;
+  j["file_type"] = file_type;
+  nlohmann::ordered_json ts = nlohmann::ordered_json::array();
+  for (const TensorReport& t : tensors) {
+    nlohmann::ordered_json x;
+    x["name"] = t.name;
+    x["shape"] = t.shape;
+    x["source_type"] = t.source_type;
+    x["format"] = t.format;
+    x["quantized"] = t.quantized;
+    x["bytes"] = t.bytes;
+    x["rule"] = t.rule;
+    x["fallback"] = t.fallback.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t.fallback);
+    x["rel_rmse"] = t.rel_rmse;
+    if (prune != "none") x["sparsity"] = t.sparsity;
+    ts.push_back(std::move(x));
+  }
+  j["tensors"] = std::move(ts);
+  nlohmann::ordered_json tot;
+  tot["tensor_bytes"] = total_bytes;
+  tot["file_bytes"] = file_bytes;
+  tot["parameters"] = parameters;
+  tot["bits_per_weight"] = bits_per_weight;
+  tot["quantized_parameters"] = quantized_parameters;
+  tot["quantized_bits_per_weight"] = quantized_bits_per_weight;
+  tot["fallbacks"] = fallbacks;
+  tot["prune"] = prune;
+  tot["pruned_sparsity"] = pruned_sparsity;
+  tot["peak_rss_bytes"] = peak_rss_bytes;
+  tot["largest_tensor_f32_bytes"] = largest_tensor_f32_bytes;
+  tot["seconds"] = seconds;
+  j["totals"] = std::move(tot);
+  return j.dump(2);
+}
+
+std::string QuantizeReport::ToTable() const {
+  std::string s = fmt::format("{:<32} {:<14} {:<10} {:>10} {:>9}  {}\n", "tensor", "shape", "format", "bytes",
+                              "rel_rmse", "rule / fallback");
+  for (const TensorReport& t : tensors)
+    s += fmt::format("{:<32} {:<14} {:<10} {:>10} {:>9.5f}  {}{}\n", t.name, ShapeString(t.shape), t.format, t.bytes,
+                     t.rel_rmse, t.fallback.empty() ? t.rule : "FALLBACK " + t.fallback,
+                     t.sparsity > 0 ? fmt::format(" (sparsity {:.4f})", t.sparsity) : "");
+  s += fmt::format(
+      "{} tensors, {} parameters, {} bytes of tensors ({:.4f} bits/weight; quantized tensors {:.4f}), "
+      "{} fallbacks{}\npeak RSS {:.1f} MiB (largest tensor in f32: {:.1f} MiB), {:.2f} s, method {}\n",
+      tensors.size(), parameters, total_bytes, bits_per_weight, quantized_bits_per_weight, fallbacks,
+      prune != "none" ? fmt::format(", prune {} sparsity {:.4f}", prune, pruned_sparsity) : "",
+      double(peak_rss_bytes) / (1 << 20), double(largest_tensor_f32_bytes) / (1 << 20), seconds, method);
+  return s;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,86 @@
+// `lowbit quantize`: streams a model into a GGUF file, one tensor at a time.
+//   1. Plan the recipe (quant/recipe.h) and check the inputs (method,
+//      importance for every quantized tensor) before anything is written.
+//   2. Write the GGUF header: the source's metadata (quant/gguf_metadata.h),
+//      general.file_type, general.quantization_version, lowbit.quantize.*,
+//      and every tensor's info.
+//   3. Per tensor: decode the source to f32, check it is finite, permute q/k
+//      rows if the RoPE order demands it, prune, quantize with the method,
+//      dequantize the result to check it is finite and measure its error,
+//      and append it to the file.
+// Peak memory is the source map's touched pages of one tensor plus that
+// tensor in f32, its encoding and its decoded check (pages of finished source
+// tensors are released). Ctrl-C or any error leaves no output file (the
+// writer renames its temporary file into place only at the end).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "quant/importance.h"
+#include "quant/prune.h"
+#include "quant/recipe.h"
+
+namespace lowbit {
+
+struct QuantizeOptions {
+  std::string output;
+  std::string method = "rtn";
+  RecipeOptions recipe;  // format/preset, --keep, --tensor-type, output/embedding types, --pure
+  PruneSpec prune;
+  int threads = 0;
+  bool progress = true;  // progress bar on stderr
+};
+
+struct TensorReport {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string source_type;
+  std::string format;
+  bool quantized = false;
+  uint64_t bytes = 0;
+  std::string rule;
+  std::string fallback;
+  double rel_rmse = 0;   // ||w - dequant(q)|| / ||w|| against the (pruned) f32 weights
+  double sparsity = 0;   // fraction of exact zeros after pruning (0 when not pruned)
+};
+
+struct QuantizeReport {
+  std::string source;
+  std::string output;
+  std::string method;
+  std::string format;       // what the user asked for
+  std::string preset;       // "" for a plain format
+  uint32_t file_type = 0;
+  std::vector<TensorReport> tensors;
+  uint64_t total_bytes = 0;        // tensor data
+  uint64_t file_bytes = 0;         // whole output file
+  int64_t parameters = 0;
+  double bits_per_weight = 0;      // 8 * total_bytes / parameters
+  int64_t quantized_parameters = 0;
+  uint64_t quantized_bytes = 0;
+  double quantized_bits_per_weight = 0;
+  int fallbacks = 0;
+  std::string prune;
+  double pruned_sparsity = 0;      // zeros / weights over the pruned tensors
+  uint64_t peak_rss_bytes = 0;     // getrusage ru_maxrss of the process at the end
+  uint64_t largest_tensor_f32_bytes = 0;
+  double seconds = 0;
+
+  std::string ToJson() const;
+  std::string ToTable() const;  // human-readable per-tensor table and totals
+};
+
+// Quantizes `model` into options.output. `importance` may be null (required
+// by --method imatrix). Throws Error (and leaves no output file) on any problem.
+QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options, const ImportanceSource* importance);
+
+// The recipe QuantizeModel would use, without writing anything.
+Recipe PlanModelRecipe(const Model& model, const RecipeOptions& options);
+
+// Peak resident set size of this process so far (getrusage), in bytes.
+uint64_t PeakRssBytes();
+
+}  // namespace lowbit
