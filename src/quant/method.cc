@@ -46,7 +46,6 @@ class ImatrixMethod final : public QuantMethod {
   bool needs_importance() const override { return true; }
   void QuantizeTensor(const std::string& name, const float* w, int64_t rows, int64_t n, const FormatInfo& fmt,
                       const float* importance, uint8_t* out) const override {
-    if (importance == nullptr) Fail("imatrix: no importance for tensor '{}'", name);
     QuantizeRowsParallel(fmt, w, rows, n, importance, out, pool_);
   }
 

@@ -15,6 +15,8 @@
 //            encoding of that block, so rtn-mse is never worse than rtn.
 //   imatrix  the format's codec with llama.cpp-style importance (the mean
 //            squared activation of each input channel, from calibration).
+//            The pipeline requires statistics for every quantized tensor but
+//            token_embd (a lookup, no matmul input), which gets the plain codec.
 // Step 4 adds GPTQ, AWQ, SmoothQuant, HQQ behind the same interface.
 #pragma once
 

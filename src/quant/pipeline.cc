@@ -84,7 +84,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
   std::vector<const float*> imp(recipe.tensors.size(), nullptr);
   for (size_t k = 0; k < recipe.tensors.size(); ++k) {
     const TensorPlan& t = recipe.tensors[k];
-    if (!t.quantize || importance == nullptr) continue;
+    if (!t.weight || importance == nullptr) continue;
     const std::vector<float>* v = importance->Find(t.name);
     if (v == nullptr) {
       if (t.name == "token_embd.weight") continue;  // an embedding lookup has no matmul input to measure
@@ -137,18 +137,20 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
     const TensorView& view = model.Get(t.name);
     const int64_t rows = t.rows(), n = t.row_length();
     const bool permute = meta.permute_qk && IsQk(t.name);
+    const bool prune = t.weight && options.prune.kind != PruneSpec::Kind::kNone;
+    const bool encode = t.quantize || prune;  // through the method (pruned f32 -> f32 included)
     TensorReport tr;
     tr.name = t.name;
     tr.shape = t.shape;
     tr.source_type = std::string(t.source->name);
     tr.format = std::string(t.format->name);
-    tr.quantized = t.quantize;
+    tr.quantized = encode;
     tr.rule = t.rule;
     tr.fallback = t.fallback;
     tr.bytes = writer.TensorBytes(k);
     report.largest_tensor_f32_bytes = std::max(report.largest_tensor_f32_bytes, uint64_t(t.elements()) * 4);
 
-    if (!t.quantize && !permute) {  // copied unchanged
+    if (!encode && !permute) {  // copied unchanged
       LOWBIT_CHECK(view.bytes == tr.bytes);
       writer.WriteTensorData({static_cast<const uint8_t*>(view.data), view.bytes});
     } else {
@@ -165,7 +167,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
                model.config.head_dim);
         PermuteRowsForGguf(w.data(), heads, model.config.head_dim, n);
       }
-      if (t.quantize && options.prune.kind != PruneSpec::Kind::kNone) {
+      if (prune) {
         const int64_t zeros = Prune(options.prune, w.data(), rows, n);
         tr.sparsity = double(zeros) / double(rows * n);
         pruned_zeros += zeros;
@@ -173,7 +175,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
       }
       bytes.resize(tr.bytes);
       LOWBIT_CHECK(bytes.size() == size_t(rows) * t.format->RowBytes(n));
-      if (t.quantize)
+      if (encode)
         method->QuantizeTensor(t.name, w.data(), rows, n, *t.format, imp[k], bytes.data());
       else
         t.format->quantize(w.data(), rows, n, bytes.data(), nullptr);  // re-encode a permuted kept tensor
@@ -200,7 +202,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
     ReleasePages(view.data, view.bytes);
     report.total_bytes += tr.bytes;
     report.parameters += t.elements();
-    if (t.quantize) {
+    if (encode) {
       report.quantized_parameters += t.elements();
       report.quantized_bytes += tr.bytes;
     }

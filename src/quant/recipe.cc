@@ -353,6 +353,7 @@ Recipe PlanRecipe(const std::vector<SourceTensor>& tensors, const RecipeModelInf
       continue;
     }
 
+    p.weight = true;
     const FormatInfo* chosen = recipe.base;
     p.rule = recipe.preset ? fmt::format("preset {} base", preset) : "base format";
     if (mix) {

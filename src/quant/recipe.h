@@ -70,6 +70,7 @@ struct TensorPlan {
   std::vector<int64_t> shape;
   const FormatInfo* source = nullptr;
   const FormatInfo* format = nullptr;  // what is written
+  bool weight = false;     // a weight the rules quantize (2-D, not a norm, not --keep): pruning applies
   bool quantize = false;   // false: copied from the source unchanged (norms, --keep, same type)
   std::string rule;        // why this format ("base", "mix: attn_v use_more_bits", "--tensor-type ...")
   std::string fallback;    // "" or "q4_k -> q5_0: row length 64 is not a multiple of 256"
