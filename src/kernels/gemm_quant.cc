@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "core/type_list.h"
 #include "formats/all_formats.h"
 #include "formats/format.h"
@@ -53,7 +55,7 @@ constexpr size_t kTokens = Kernel<F>::kT;
 
 // out[r * T + t] = dot(w[r], a[t]) over nb blocks.
 template <class F, size_t R, size_t T>
-HWY_INLINE void Tile(const uint8_t* const* w, const uint8_t* const* a, int64_t nb, float* out) {
+HWY_INLINE void Tile(const uint8_t* const* w, const uint8_t* const* a, const float* const* da, int64_t nb, float* out) {
   using K = Kernel<F>;
   __m256 acc[R][T];
   for (size_t r = 0; r < R; ++r)
@@ -62,7 +64,7 @@ HWY_INLINE void Tile(const uint8_t* const* w, const uint8_t* const* a, int64_t n
     typename K::W prepared[R];
     for (size_t r = 0; r < R; ++r) K::Prepare(w[r] + b * kWBytes<F>, &prepared[r]);
     for (size_t t = 0; t < T; ++t)
-      for (size_t r = 0; r < R; ++r) K::Accumulate(prepared[r], a[t] + b * kABytes<F>, &acc[r][t]);
+      for (size_t r = 0; r < R; ++r) K::Accumulate(prepared[r], a[t] + b * kABytes<F>, da[t] + b, &acc[r][t]);
   }
   for (size_t r = 0; r < R; ++r)
     for (size_t t = 0; t < T; ++t) out[r * T + t] = SumF32(acc[r][t]);
@@ -87,7 +89,7 @@ template <class F>
 constexpr size_t kTokens = 1;
 
 template <class F, size_t R, size_t T>
-void Tile(const uint8_t* const* w, const uint8_t* const* a, int64_t nb, float* out) {
+void Tile(const uint8_t* const* w, const uint8_t* const* a, const float* const*, int64_t nb, float* out) {
   const QuantDotRef& ref = *FindQuantDotRef(DTypeOf<F>());
   for (size_t r = 0; r < R; ++r)
     for (size_t t = 0; t < T; ++t) out[r * T + t] = VecDotRef(ref, w[r], a[t], nb * F::kBlockSize);
@@ -103,10 +105,10 @@ void BlockSums(const uint8_t* w, const uint8_t* a, int64_t nb, int32_t* out) {
 // Rows [row_begin, row_end) of y for all n tokens, in tiles of 4 rows x
 // kTokens<F> tokens, then single tokens. A short last row tile repeats its
 // last row (results dropped). w: rows of nb weight blocks; a: n rows of nb
-// activation blocks.
+// activation blocks; da (n, nb): the activation scales as f32.
 template <class F>
-void GemmRows(const uint8_t* w, const uint8_t* a, int64_t nb, int64_t n, float* y, int64_t out, int64_t row_begin,
-              int64_t row_end) {
+void GemmRows(const uint8_t* w, const uint8_t* a, const float* da, int64_t nb, int64_t n, float* y, int64_t out,
+              int64_t row_begin, int64_t row_end) {
   constexpr size_t R = size_t(kRowTile), T = kTokens<F>;
   const int64_t w_row = nb * kWBytes<F>, a_row = nb * kABytes<F>;
   for (int64_t r = row_begin; r < row_end; r += int64_t(R)) {
@@ -117,24 +119,26 @@ void GemmRows(const uint8_t* w, const uint8_t* a, int64_t nb, int64_t n, float* 
     int64_t t = 0;
     for (; t + int64_t(T) <= n; t += int64_t(T)) {
       const uint8_t* as[T];
-      for (size_t j = 0; j < T; ++j) as[j] = a + (t + int64_t(j)) * a_row;
-      Tile<F, R, T>(wr, as, nb, res);
+      const float* ds[T];
+      for (size_t j = 0; j < T; ++j) as[j] = a + (t + int64_t(j)) * a_row, ds[j] = da + (t + int64_t(j)) * nb;
+      Tile<F, R, T>(wr, as, ds, nb, res);
       for (size_t i = 0; i < rows; ++i)
         for (size_t j = 0; j < T; ++j) y[(t + int64_t(j)) * out + r + int64_t(i)] = res[i * T + j];
     }
     for (; t < n; ++t) {
       const uint8_t* as[1] = {a + t * a_row};
-      Tile<F, R, 1>(wr, as, nb, res);
+      const float* ds[1] = {da + t * nb};
+      Tile<F, R, 1>(wr, as, ds, nb, res);
       for (size_t i = 0; i < rows; ++i) y[t * out + r + int64_t(i)] = res[i];
     }
   }
 }
 
 template <class... Fs>
-void GemmDispatch(TypeList<Fs...>, int kind, const uint8_t* w, const uint8_t* a, int64_t nb, int64_t n, float* y,
-                  int64_t out, int64_t row_begin, int64_t row_end) {
+void GemmDispatch(TypeList<Fs...>, int kind, const uint8_t* w, const uint8_t* a, const float* da, int64_t nb,
+                  int64_t n, float* y, int64_t out, int64_t row_begin, int64_t row_end) {
   (void)((kind == int(IndexOf<Fs, QuantKernelFormats>::value)
-              ? (GemmRows<Fs>(w, a, nb, n, y, out, row_begin, row_end), true)
+              ? (GemmRows<Fs>(w, a, da, nb, n, y, out, row_begin, row_end), true)
               : false) ||
          ...);
 }
@@ -146,9 +150,9 @@ void BlockSumsDispatch(TypeList<Fs...>, int kind, const uint8_t* w, const uint8_
 }
 
 // The per-target entry points (one dynamic dispatch per thread per call).
-void GemmQuantRows(int kind, const uint8_t* w, const uint8_t* a, int64_t nb, int64_t n, float* y, int64_t out,
-                   int64_t row_begin, int64_t row_end) {
-  GemmDispatch(QuantKernelFormats{}, kind, w, a, nb, n, y, out, row_begin, row_end);
+void GemmQuantRows(int kind, const uint8_t* w, const uint8_t* a, const float* da, int64_t nb, int64_t n, float* y,
+                   int64_t out, int64_t row_begin, int64_t row_end) {
+  GemmDispatch(QuantKernelFormats{}, kind, w, a, da, nb, n, y, out, row_begin, row_end);
 }
 
 void QuantBlockSumsRows(int kind, const uint8_t* w, const uint8_t* a, int64_t nb, int32_t* out) {
@@ -187,16 +191,30 @@ bool MatMulQuant(const TensorView& w, const float* x, int64_t n, float* y, Threa
   const FormatInfo& af = GetFormat(wf.activation);
   const int64_t out = w.shape[0], in = w.shape[1];
   LOWBIT_CHECK(in % wf.block_size == 0 && wf.block_size == af.block_size && wf.row_header_bytes == 0);
-  // a (n, in) in the activation format, quantized once for all weight rows.
-  const size_t a_row = af.RowBytes(in);
+  // a (n, in) in the activation format, quantized once for all weight rows,
+  // and da (n, nb) its block scales as f32 (Q8_K stores f32, Q8_0/Q8_1 f16,
+  // both at the start of the block).
+  const int64_t nb = in / wf.block_size;
+  const size_t a_row = af.RowBytes(in), a_block = size_t(af.block_bytes);
+  const bool f32_scales = af.id == DTypeOf<Q8_KFormat>();
   std::vector<uint8_t> a(a_row * size_t(n));
+  std::vector<float> da(size_t(n * nb));
   pool.ParallelFor(n, [&](int64_t b, int64_t e) {
     af.quantize(x + b * in, e - b, in, a.data() + size_t(b) * a_row, nullptr);
+    for (int64_t i = b * nb; i < e * nb; ++i) {
+      const uint8_t* block = a.data() + size_t(i) * a_block;
+      uint16_t h;
+      std::memcpy(&h, block, 2);
+      if (f32_scales) {
+        std::memcpy(&da[size_t(i)], block, 4);
+      } else {
+        da[size_t(i)] = F16ToF32(h);
+      }
+    }
   });
-  const int64_t nb = in / wf.block_size;
   const auto* wp = static_cast<const uint8_t*>(w.data);
   pool.ParallelFor((out + kRowTile - 1) / kRowTile, [&](int64_t tb, int64_t te) {
-    HWY_DYNAMIC_DISPATCH(GemmQuantRows)(kind, wp, a.data(), nb, n, y, out, tb * kRowTile,
+    HWY_DYNAMIC_DISPATCH(GemmQuantRows)(kind, wp, a.data(), da.data(), nb, n, y, out, tb * kRowTile,
                                         std::min(te * kRowTile, out));
   });
   return true;

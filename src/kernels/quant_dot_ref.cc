@@ -21,12 +21,14 @@ Block Load(const uint8_t* p) {
   return b;
 }
 
-// Sum of c_i * a_i and of |c_i * a_i| over 32 codes.
+// Sum of c_i * a_i, and the abs bound: for a code c = q - offset stored as
+// q >= 0, (|c| + 2 offset) |a| >= (q + offset) |a| bounds whatever partial
+// sums a kernel forms from q a and offset a separately.
 struct Sums {
   int32_t dot = 0, abs = 0, asum = 0, aabs = 0;
-  void Add(int c, int a) {
+  void Add(int c, int a, int offset = 0) {
     dot += c * a;
-    abs += std::abs(c * a);
+    abs += (std::abs(c) + 2 * offset) * std::abs(a);
     asum += a;
     aabs += std::abs(a);
   }
@@ -49,7 +51,7 @@ BlockDot BlockDotQ4_0xQ8_0Ref(const uint8_t* wp, const uint8_t* ap) {
   const auto w = Load<Q4_0Format::Block>(wp);
   const auto a = Load<Q8_0Format::Block>(ap);
   Sums s;
-  for (int e = 0; e < 32; ++e) s.Add(Nibble(w.qs, e) - 8, a.qs[e]);
+  for (int e = 0; e < 32; ++e) s.Add(Nibble(w.qs, e) - 8, a.qs[e], 8);
   return Simple(s.dot, s.abs, F16ToF32(w.d), F16ToF32(a.d));
 }
 
@@ -67,7 +69,7 @@ BlockDot BlockDotQ5_0xQ8_0Ref(const uint8_t* wp, const uint8_t* ap) {
   uint32_t qh;
   std::memcpy(&qh, w.qh, 4);
   Sums s;
-  for (int e = 0; e < 32; ++e) s.Add((Nibble(w.qs, e) | (((qh >> e) & 1) << 4)) - 16, a.qs[e]);
+  for (int e = 0; e < 32; ++e) s.Add((Nibble(w.qs, e) | (((qh >> e) & 1) << 4)) - 16, a.qs[e], 16);
   return Simple(s.dot, s.abs, F16ToF32(w.d), F16ToF32(a.d));
 }
 
@@ -111,12 +113,12 @@ BlockDot BlockDotQ5_1xQ8_1Ref(const uint8_t* wp, const uint8_t* ap) {
 // K-quant super-blocks against Q8_K: codes[i] (the code of element i) and the
 // signed scale of each sub-block of `sub` elements; optional mins.
 BlockDot SuperBlock(const int* codes, const int* scales, const int* mins, int sub, float d, float dmin,
-                    const Q8_KFormat::Block& a) {
+                    const Q8_KFormat::Block& a, int offset = 0) {
   BlockDot r;
   int64_t abs_codes = 0, abs_mins = 0;
   for (int j = 0; j < 256 / sub; ++j) {
     Sums s;
-    for (int l = 0; l < sub; ++l) s.Add(codes[sub * j + l], a.qs[sub * j + l]);
+    for (int l = 0; l < sub; ++l) s.Add(codes[sub * j + l], a.qs[sub * j + l], offset);
     r.ints[0] += scales[j] * s.dot;
     abs_codes += std::abs(scales[j]) * int64_t(s.abs);
     if (mins) {
@@ -168,7 +170,7 @@ BlockDot BlockDotQ6_KxQ8_KRef(const uint8_t* wp, const uint8_t* ap) {
       codes[128 * h + 96 + l] = ((ql[l + 32] >> 4) | (((qh >> 6) & 3) << 4)) - 32;
     }
   for (int j = 0; j < 16; ++j) sc[j] = w.scales[j];
-  return SuperBlock(codes, sc, nullptr, 16, F16ToF32(w.d), 0.0f, a);
+  return SuperBlock(codes, sc, nullptr, 16, F16ToF32(w.d), 0.0f, a, 32);
 }
 
 BlockDot BlockDotQ3_KxQ8_KRef(const uint8_t* wp, const uint8_t* ap) {
@@ -182,7 +184,7 @@ BlockDot BlockDotQ3_KxQ8_KRef(const uint8_t* wp, const uint8_t* ap) {
     codes[i] = (low | (high << 2)) - 4;
   }
   for (int j = 0; j < 16; ++j) sc[j] = Q3KScale(w.scales, j);
-  return SuperBlock(codes, sc, nullptr, 16, F16ToF32(w.d), 0.0f, a);
+  return SuperBlock(codes, sc, nullptr, 16, F16ToF32(w.d), 0.0f, a, 4);
 }
 
 BlockDot BlockDotQ2_KxQ8_KRef(const uint8_t* wp, const uint8_t* ap) {
@@ -217,7 +219,7 @@ BlockDot BlockDotTQ2_0xQ8_KRef(const uint8_t* wp, const uint8_t* ap) {
     codes[i] = ((w.qs[32 * h + l] >> (2 * s)) & 3) - 1;
   }
   for (int& v : sc) v = 1;
-  return SuperBlock(codes, sc, nullptr, 32, F16ToF32(w.d), 0.0f, a);
+  return SuperBlock(codes, sc, nullptr, 32, F16ToF32(w.d), 0.0f, a, 1);
 }
 
 template <typename F>

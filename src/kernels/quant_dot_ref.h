@@ -16,8 +16,10 @@ namespace lowbit {
 // One block of a weight row against one activation block.
 //   ints: the exact integer sums, as the SIMD kernels produce them (see each
 //         format below); term: the block's float contribution to the dot;
-//   abs:  the same sum with every product and scale taken in absolute value,
-//         the size that bounds the rounding of any summation order.
+//   abs:  the same sum with every product and scale taken in absolute value
+//         (offset codes q - o counted as |q - o| + 2o), which bounds every
+//         partial sum an exact-integer kernel forms, so K u abs bounds the
+//         rounding of any summation order.
 struct BlockDot {
   int32_t ints[2] = {0, 0};
   float term = 0.0f;

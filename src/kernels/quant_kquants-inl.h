@@ -29,20 +29,44 @@ HWY_INLINE __m256i ActBlockSums(const uint8_t* a) { return Load256(a + 260); }
 // Q4_K / Q5_K: 8 sub-blocks of 32 with 6-bit scale and min. Chunk c (64
 // weights) holds sub-block 2c in the low nibbles and 2c + 1 in the high.
 struct ScalesMins8 {
-  __m256i sc[8];   // i16 broadcast of sub-block j's scale
+  __m256i sc;      // i16 scales 0..7 in both 128-bit halves (PickI16 picks one)
   __m256i mins;    // i16 [m0 m0 m1 m1 ... m7 m7], against the 16 block sums
   float d, dmin;
   const uint8_t* p;
 };
+// The 12 packed bytes to 8 scale bytes then 8 min bytes, 32 bits at a time
+// (the datasheet's per-j rule applied to four sub-blocks at once).
+HWY_INLINE __m128i UnpackScalesMins8(const uint8_t* packed) {
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  u[3] = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);  // m4..m7
+  const uint32_t m0 = u[1] & kLow6;                               // m0..m3
+  u[1] = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);          // sc4..sc7
+  u[2] = m0;
+  u[0] &= kLow6;                                                  // sc0..sc3
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+}
+// Byte-shuffle controls that broadcast i16 lane j of each 128-bit half.
+struct PickI16Controls {
+  alignas(32) uint8_t bytes[8][32];
+};
+constexpr PickI16Controls MakePickI16Controls() {
+  PickI16Controls c{};
+  for (int j = 0; j < 8; ++j)
+    for (int i = 0; i < 32; ++i) c.bytes[j][i] = uint8_t(2 * j + (i & 1));
+  return c;
+}
+inline constexpr PickI16Controls kPickI16 = MakePickI16Controls();
+// i16 lane j of the 8 in each 128-bit half of v, broadcast.
+HWY_INLINE __m256i PickI16(__m256i v, int j) {
+  return _mm256_shuffle_epi8(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kPickI16.bytes[j])));
+}
+
 HWY_INLINE void PrepareScalesMins8(const uint8_t* p, ScalesMins8* w) {
-  alignas(16) uint8_t m[16] = {};
-  for (int j = 0; j < 8; ++j) {
-    int sc, mn;
-    Q4KScaleMin(p + 4, j, &sc, &mn);
-    w->sc[j] = _mm256_set1_epi16(int16_t(sc));
-    m[j] = uint8_t(mn);
-  }
-  const __m256i m32 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
+  const __m128i sm = UnpackScalesMins8(p + 4);
+  w->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+  const __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8));
   w->mins = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
   w->d = HalfToFloat(p);
   w->dmin = HalfToFloat(p + 2);
@@ -51,7 +75,7 @@ HWY_INLINE void PrepareScalesMins8(const uint8_t* p, ScalesMins8* w) {
 
 template <int kQs, int kQh>  // byte offsets of qs and (Q5_K) qh, kQh < 0: none
 struct Kernel4or5K {
-  static constexpr size_t kT = 2;  // 4x2 tile
+  static constexpr size_t kT = 4;  // 4x4 tile
   using W = ScalesMins8;
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) { PrepareScalesMins8(p, w); }
   static HWY_INLINE void Ints(const W& w, const uint8_t* a, __m256i* i0, __m256i* i1) {
@@ -65,16 +89,16 @@ struct Kernel4or5K {
         lo = _mm256_or_si256(lo, BitOfBytes(qh, 2 * c, 4));
         hi = _mm256_or_si256(hi, BitOfBytes(qh, 2 * c + 1, 4));
       }
-      sum = DotI16(sum, _mm256_maddubs_epi16(lo, ActCodes(a, 64 * c)), w.sc[2 * c]);
-      sum = DotI16(sum, _mm256_maddubs_epi16(hi, ActCodes(a, 64 * c + 32)), w.sc[2 * c + 1]);
+      sum = DotI16(sum, _mm256_maddubs_epi16(lo, ActCodes(a, 64 * c)), PickI16(w.sc, 2 * c));
+      sum = DotI16(sum, _mm256_maddubs_epi16(hi, ActCodes(a, 64 * c + 32)), PickI16(w.sc, 2 * c + 1));
     }
     *i0 = sum;
     *i1 = _mm256_madd_epi16(ActBlockSums(a), w.mins);
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    const float da = LoadFloat(a);
+    const float da = *da_ptr;
     *acc = ScaleAdd(i0, da * w.d, *acc);
     *acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(da * w.dmin), *acc);
   }
@@ -84,19 +108,32 @@ struct Kernel<Q4_KFormat> : Kernel4or5K<16, -1> {};
 template <>
 struct Kernel<Q5_KFormat> : Kernel4or5K<48, 16> {};
 
-// 16 sub-blocks of 16 with one signed scale each: per 32 codes the scale pair
-// [sc_j x8 | sc_j+1 x8]; sc16 holds all 16 for the offset/min dot.
+// 16 sub-blocks of 16 with one signed scale each. Per 32 codes the kernels
+// need the scale pair [sc_j x8 | sc_j+1 x8]: Pair(k) shuffles it out of the
+// scales' 128-bit halves, each broadcast to both halves of `half[]`; sc16
+// holds all 16 for the offset/min dot against the block sums.
 struct Scales16 {
-  __m256i pair[8];
+  __m256i half[2];
   __m256i sc16;
   float d, dmin;
   const uint8_t* p;
+  HWY_INLINE __m256i Pair(int k) const {
+    // Byte shuffle controls: scales 2k, 2k + 1 are i16 lanes j, j + 1 (j = 2 (k % 4))
+    // of half k / 4; the low 128 bits repeat bytes 2j, 2j + 1, the high 2j + 2, 2j + 3.
+    alignas(32) static constexpr uint8_t kControl[4][32] = {
+        {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
+        {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
+        {8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11},
+        {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13,
+         14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15}};
+    return _mm256_shuffle_epi8(half[k / 4], _mm256_load_si256(reinterpret_cast<const __m256i*>(kControl[k % 4])));
+  }
 };
-HWY_INLINE void PrepareScales16(const int* sc, Scales16* w) {
-  alignas(32) int16_t s[16];
-  for (int j = 0; j < 16; ++j) s[j] = int16_t(sc[j]);
-  for (int k = 0; k < 8; ++k) w->pair[k] = Broadcast2x16(sc[2 * k], sc[2 * k + 1]);
-  w->sc16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(s));
+// From the 16 sub-block scales as i16 lanes.
+HWY_INLINE void PrepareScales16(__m256i sc16, Scales16* w) {
+  w->half[0] = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sc16));
+  w->half[1] = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(sc16, 1));
+  w->sc16 = sc16;
 }
 
 // Shared finish: codes with an offset o: sum_j sc_j sum (q - o) a =
@@ -112,9 +149,7 @@ struct Kernel<Q6_KFormat> {
   static constexpr size_t kT = 2;
   using W = Scales16;
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) {
-    int sc[16];
-    for (int j = 0; j < 16; ++j) sc[j] = int8_t(p[192 + j]);
-    PrepareScales16(sc, w);
+    PrepareScales16(_mm256_cvtepi8_epi16(Load128(p + 192)), w);
     w->d = HalfToFloat(p + 208);
     w->p = p;
   }
@@ -131,14 +166,14 @@ struct Kernel<Q6_KFormat> {
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
       for (int k = 0; k < 4; ++k)
-        sum = DotI16(sum, _mm256_maddubs_epi16(q[k], ActCodes(a, 128 * h + 32 * k)), w.pair[4 * h + k]);
+        sum = DotI16(sum, _mm256_maddubs_epi16(q[k], ActCodes(a, 128 * h + 32 * k)), w.Pair(4 * h + k));
     }
     *i0 = OffsetFinish<5>(sum, w, a);
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    *acc = ScaleAdd(i0, LoadFloat(a) * w.d, *acc);
+    *acc = ScaleAdd(i0, *da_ptr * w.d, *acc);
   }
 };
 
@@ -149,9 +184,9 @@ struct Kernel<Q3_KFormat> {
   static constexpr size_t kT = 2;
   using W = Scales16;
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) {
-    int sc[16];
-    for (int j = 0; j < 16; ++j) sc[j] = Q3KScale(p + 96, j);
-    PrepareScales16(sc, w);
+    alignas(32) int16_t sc[16];
+    for (int j = 0; j < 16; ++j) sc[j] = int16_t(Q3KScale(p + 96, j));
+    PrepareScales16(_mm256_load_si256(reinterpret_cast<const __m256i*>(sc)), w);
     w->d = HalfToFloat(p + 108);
     w->p = p;
   }
@@ -163,15 +198,15 @@ struct Kernel<Q3_KFormat> {
       for (int s = 0; s < 4; ++s) {
         const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 2 * s), Bytes(3)),
                                           BitOfBytes(hmask, 4 * h + s, 2));
-        sum = DotI16(sum, _mm256_maddubs_epi16(q, ActCodes(a, 128 * h + 32 * s)), w.pair[4 * h + s]);
+        sum = DotI16(sum, _mm256_maddubs_epi16(q, ActCodes(a, 128 * h + 32 * s)), w.Pair(4 * h + s));
       }
     }
     *i0 = OffsetFinish<2>(sum, w, a);
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    *acc = ScaleAdd(i0, LoadFloat(a) * w.d, *acc);
+    *acc = ScaleAdd(i0, *da_ptr * w.d, *acc);
   }
 };
 
@@ -179,12 +214,11 @@ struct Kernel<Q3_KFormat> {
 template <>
 struct Kernel<Q2_KFormat> {
   static constexpr size_t kT = 2;
-  using W = Scales16;  // sc16 holds the mins
+  using W = Scales16;  // half: the scales; sc16: the mins
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) {
-    int sc[16], m[16];
-    for (int j = 0; j < 16; ++j) sc[j] = p[j] & 15, m[j] = p[j] >> 4;
-    PrepareScales16(m, w);
-    for (int k = 0; k < 8; ++k) w->pair[k] = Broadcast2x16(sc[2 * k], sc[2 * k + 1]);
+    const __m128i packed = Load128(p);
+    PrepareScales16(_mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(15))), w);
+    w->sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(15)));
     w->d = HalfToFloat(p + 80);
     w->dmin = HalfToFloat(p + 82);
     w->p = p;
@@ -195,16 +229,16 @@ struct Kernel<Q2_KFormat> {
       const __m256i qs = Load256(w.p + 16 + 32 * h);
       for (int s = 0; s < 4; ++s) {
         const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * s), Bytes(3));
-        sum = DotI16(sum, _mm256_maddubs_epi16(q, ActCodes(a, 128 * h + 32 * s)), w.pair[4 * h + s]);
+        sum = DotI16(sum, _mm256_maddubs_epi16(q, ActCodes(a, 128 * h + 32 * s)), w.Pair(4 * h + s));
       }
     }
     *i0 = sum;
     *i1 = _mm256_madd_epi16(ActBlockSums(a), w.sc16);
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    const float da = LoadFloat(a);
+    const float da = *da_ptr;
     *acc = ScaleAdd(i0, da * w.d, *acc);
     *acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(da * w.dmin), *acc);
   }
@@ -236,10 +270,10 @@ struct Kernel<IQ4_XSFormat> {
     }
     *i0 = sum;
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    *acc = ScaleAdd(i0, LoadFloat(a) * w.d, *acc);
+    *acc = ScaleAdd(i0, *da_ptr * w.d, *acc);
   }
 };
 
@@ -261,10 +295,10 @@ struct Kernel<TQ2_0Format> {
     }
     *i0 = sum;
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    *acc = ScaleAdd(i0, LoadFloat(a) * w.d, *acc);
+    *acc = ScaleAdd(i0, *da_ptr * w.d, *acc);
   }
 };
 

@@ -23,7 +23,7 @@ namespace HWY_NAMESPACE {
 // Codes with one f16 scale, against Q8_0 (f16 d at byte 0, codes at 2).
 struct CodesAndScale {
   __m256i q;
-  float d;
+  __m256 d;  // broadcast
 };
 
 // Q4_0: x = d (q - 8): dot(q, a) starting from -8 sum a.
@@ -31,15 +31,15 @@ template <>
 struct Kernel<Q4_0Format> {
   static constexpr size_t kT = 4;
   using W = CodesAndScale;
-  static HWY_INLINE void Prepare(const uint8_t* p, W* w) { *w = {NibblesLoHi(p + 2), HalfToFloat(p)}; }
+  static HWY_INLINE void Prepare(const uint8_t* p, W* w) { *w = {NibblesLoHi(p + 2), HalfToFloat8(p)}; }
   static HWY_INLINE void Ints(const W& w, const uint8_t* a, __m256i* i0, __m256i*) {
     const __m256i av = Load256(a + 2);
     *i0 = DotU8I8(NegOffsetSum(av, 8), w.q, av);
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    *acc = ScaleAdd(i0, w.d * HalfToFloat(a), *acc);
+    *acc = ScaleAdd(i0, w.d, da, *acc);
   }
 };
 
@@ -48,12 +48,12 @@ template <>
 struct Kernel<Q8_0Format> {
   static constexpr size_t kT = 4;
   using W = CodesAndScale;
-  static HWY_INLINE void Prepare(const uint8_t* p, W* w) { *w = {Load256(p + 2), HalfToFloat(p)}; }
+  static HWY_INLINE void Prepare(const uint8_t* p, W* w) { *w = {Load256(p + 2), HalfToFloat8(p)}; }
   static HWY_INLINE void Ints(const W& w, const uint8_t* a, __m256i* i0, __m256i*) {
     *i0 = SignedDot(w.q, Load256(a + 2));
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
-    *acc = ScaleAdd(SignedDot(w.q, Load256(a + 2)), w.d * HalfToFloat(a), *acc);
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da, __m256* acc) {
+    *acc = ScaleAdd(SignedDot(w.q, Load256(a + 2)), w.d, da, *acc);
   }
 };
 
@@ -63,16 +63,16 @@ struct Kernel<Q5_0Format> {
   static constexpr size_t kT = 4;
   using W = CodesAndScale;
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) {
-    *w = {_mm256_or_si256(NibblesLoHi(p + 6), BitsToBytes(p + 2, 16)), HalfToFloat(p)};
+    *w = {_mm256_or_si256(NibblesLoHi(p + 6), BitsToBytes(p + 2, 16)), HalfToFloat8(p)};
   }
   static HWY_INLINE void Ints(const W& w, const uint8_t* a, __m256i* i0, __m256i*) {
     const __m256i av = Load256(a + 2);
     *i0 = DotU8I8(NegOffsetSum(av, 16), w.q, av);
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da, __m256* acc) {
     __m256i i0, i1;
     Ints(w, a, &i0, &i1);
-    *acc = ScaleAdd(i0, w.d * HalfToFloat(a), *acc);
+    *acc = ScaleAdd(i0, w.d, da, *acc);
   }
 };
 
@@ -84,13 +84,13 @@ struct Kernel<IQ4_NLFormat> {
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) {
     const __m256i table =
         _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4NlValues)));
-    *w = {_mm256_shuffle_epi8(table, NibblesLoHi(p + 2)), HalfToFloat(p)};
+    *w = {_mm256_shuffle_epi8(table, NibblesLoHi(p + 2)), HalfToFloat8(p)};
   }
   static HWY_INLINE void Ints(const W& w, const uint8_t* a, __m256i* i0, __m256i*) {
     *i0 = SignedDot(w.q, Load256(a + 2));
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
-    *acc = ScaleAdd(SignedDot(w.q, Load256(a + 2)), w.d * HalfToFloat(a), *acc);
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da, __m256* acc) {
+    *acc = ScaleAdd(SignedDot(w.q, Load256(a + 2)), w.d, da, *acc);
   }
 };
 
@@ -98,7 +98,8 @@ struct Kernel<IQ4_NLFormat> {
 // x = d q + m, so the block adds d_w d_a dot(q, a) + m_w s_a.
 struct CodesScaleMin {
   __m256i q;
-  float d, m;
+  __m256 d;  // broadcast
+  float m;
 };
 struct MinKernelBase {
   static constexpr size_t kT = 4;
@@ -106,24 +107,24 @@ struct MinKernelBase {
   static HWY_INLINE void Ints(const W& w, const uint8_t* a, __m256i* i0, __m256i*) {
     *i0 = DotU8I8(_mm256_setzero_si256(), w.q, Load256(a + 4));
   }
-  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, __m256* acc) {
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da, __m256* acc) {
     const __m256i dot = DotU8I8(_mm256_setzero_si256(), w.q, Load256(a + 4));
     const __m256 with_min = _mm256_add_ps(*acc, _mm256_setr_ps(w.m * HalfToFloat(a + 2), 0, 0, 0, 0, 0, 0, 0));
-    *acc = ScaleAdd(dot, w.d * HalfToFloat(a), with_min);
+    *acc = ScaleAdd(dot, w.d, da, with_min);
   }
 };
 
 template <>
 struct Kernel<Q4_1Format> : MinKernelBase {
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) {
-    *w = {NibblesLoHi(p + 4), HalfToFloat(p), HalfToFloat(p + 2)};
+    *w = {NibblesLoHi(p + 4), HalfToFloat8(p), HalfToFloat(p + 2)};
   }
 };
 
 template <>
 struct Kernel<Q5_1Format> : MinKernelBase {
   static HWY_INLINE void Prepare(const uint8_t* p, W* w) {
-    *w = {_mm256_or_si256(NibblesLoHi(p + 8), BitsToBytes(p + 4, 16)), HalfToFloat(p), HalfToFloat(p + 2)};
+    *w = {_mm256_or_si256(NibblesLoHi(p + 8), BitsToBytes(p + 4, 16)), HalfToFloat8(p), HalfToFloat(p + 2)};
   }
 };
 

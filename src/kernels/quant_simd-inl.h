@@ -76,8 +76,14 @@ HWY_INLINE __m256i NegOffsetSum(__m256i a, int offset) {
 }
 // 16 bytes of ggml nibbles (byte j: element j low, j + 16 high) as 32 codes.
 HWY_INLINE __m256i NibblesLoHi(const uint8_t* p) {
-  const __m128i v = Load128(p);
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), Bytes(15));
+  const __m256i v = _mm256_broadcastsi128_si256(Load128(p));  // one vbroadcasti128 from memory
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), Bytes(15));
+}
+// An f16 scale broadcast to 8 floats.
+HWY_INLINE __m256 HalfToFloat8(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm256_cvtph_ps(_mm_set1_epi16(int16_t(h)));
 }
 // Byte e = `value` where bit e of the little-endian 32 bits at p is set, else 0.
 HWY_INLINE __m256i BitsToBytes(const uint8_t* p, int value) {
@@ -94,11 +100,6 @@ HWY_INLINE __m256i BitOfBytes(__m256i v, int bit, int to) {
   const __m256i b = _mm256_and_si256(_mm256_srli_epi16(v, bit), Bytes(1));
   return _mm256_slli_epi16(b, to);
 }
-// i16 lanes: lo in the low 128 bits, hi in the high 128 bits.
-HWY_INLINE __m256i Broadcast2x16(int lo, int hi) {
-  return _mm256_set_m128i(_mm_set1_epi16(int16_t(hi)), _mm_set1_epi16(int16_t(lo)));
-}
-
 HWY_INLINE int32_t SumI32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
@@ -115,13 +116,19 @@ HWY_INLINE float SumF32(__m256 v) {
 HWY_INLINE __m256 ScaleAdd(__m256i ints, float scale, __m256 acc) {
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ints), _mm256_set1_ps(scale), acc);
 }
+// The same with the weight scale already broadcast and the activation scale
+// read from memory: scale = dw * da, rounded as the references round it.
+HWY_INLINE __m256 ScaleAdd(__m256i ints, __m256 dw, const float* da, __m256 acc) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ints), _mm256_mul_ps(dw, _mm256_broadcast_ss(da)), acc);
+}
 
 // The quantized kernel of weight format F (specialized in the -inl headers):
 //   kT     tokens per register tile (with 4 weight rows);
 //   W      a weight block prepared once per tile (codes and/or scales);
 //   Ints   the block's exact integer sums as i32 lanes (their lane sums are
 //          the reference's BlockDot::ints);
-//   Accumulate  acc += the block's float term, per lane.
+//   Accumulate  acc += the block's float term, per lane; da points at the
+//          activation block's scale as f32 (converted once per call).
 template <class F>
 struct Kernel;
 
