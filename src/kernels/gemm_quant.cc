@@ -28,7 +28,7 @@ namespace lowbit {
 // the kind the per-target entry points take.
 using QuantKernelFormats = TypeList<Q4_0Format, Q8_0Format, Q5_0Format, IQ4_NLFormat, Q4_1Format, Q5_1Format,
                                     Q4_KFormat, Q5_KFormat, Q6_KFormat, Q3_KFormat, Q2_KFormat, IQ4_XSFormat,
-                                    TQ2_0Format>;
+                                    TQ2_0Format, TQ1_0Format>;
 }  // namespace lowbit
 #endif
 

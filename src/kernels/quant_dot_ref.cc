@@ -222,6 +222,26 @@ BlockDot BlockDotTQ2_0xQ8_KRef(const uint8_t* wp, const uint8_t* ap) {
   return SuperBlock(codes, sc, nullptr, 32, F16ToF32(w.d), 0.0f, a, 1);
 }
 
+// TQ1_0: trit i of a byte is the top base-3 digit of the byte times 3^i.
+int Trit(uint8_t byte, int i) {
+  static constexpr int kPow3[5] = {1, 3, 9, 27, 81};
+  return (uint8_t(byte * kPow3[i]) * 3) >> 8;
+}
+
+BlockDot BlockDotTQ1_0xQ8_KRef(const uint8_t* wp, const uint8_t* ap) {
+  const auto w = Load<TQ1_0Format::Block>(wp);
+  const auto a = Load<Q8_KFormat::Block>(ap);
+  int codes[256], sc[8];
+  for (int i = 0; i < 5; ++i) {
+    for (int m = 0; m < 32; ++m) codes[m + 32 * i] = Trit(w.qs[m], i) - 1;
+    for (int m = 0; m < 16; ++m) codes[160 + m + 16 * i] = Trit(w.qs[32 + m], i) - 1;
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int m = 0; m < 4; ++m) codes[240 + m + 4 * i] = Trit(w.qh[m], i) - 1;
+  for (int& v : sc) v = 1;
+  return SuperBlock(codes, sc, nullptr, 32, F16ToF32(w.d), 0.0f, a, 1);
+}
+
 template <typename F>
 constexpr QuantDotRef Ref(BlockDotFn fn) {
   return {fn, F::kBlockSize, int(sizeof(typename F::Block)), int(sizeof(typename F::Activation::Block))};
@@ -239,7 +259,7 @@ const Entry kRefs[] = {
     {DTypeOf<Q4_KFormat>(), Ref<Q4_KFormat>(BlockDotQ4_KxQ8_KRef)},     {DTypeOf<Q5_KFormat>(), Ref<Q5_KFormat>(BlockDotQ5_KxQ8_KRef)},
     {DTypeOf<Q6_KFormat>(), Ref<Q6_KFormat>(BlockDotQ6_KxQ8_KRef)},     {DTypeOf<Q3_KFormat>(), Ref<Q3_KFormat>(BlockDotQ3_KxQ8_KRef)},
     {DTypeOf<Q2_KFormat>(), Ref<Q2_KFormat>(BlockDotQ2_KxQ8_KRef)},     {DTypeOf<IQ4_XSFormat>(), Ref<IQ4_XSFormat>(BlockDotIQ4_XSxQ8_KRef)},
-    {DTypeOf<TQ2_0Format>(), Ref<TQ2_0Format>(BlockDotTQ2_0xQ8_KRef)},
+    {DTypeOf<TQ2_0Format>(), Ref<TQ2_0Format>(BlockDotTQ2_0xQ8_KRef)}, {DTypeOf<TQ1_0Format>(), Ref<TQ1_0Format>(BlockDotTQ1_0xQ8_KRef)},
 };
 
 }  // namespace

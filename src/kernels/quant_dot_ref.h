@@ -31,7 +31,7 @@ struct BlockDot {
 //   iq4_nl: sum v[q] a      q4_1, q5_1: sum q a (the min term uses the q8_1 s field)
 //   q4_k, q5_k, q2_k: [sum_j sc_j sum q a, sum_j m_j sum a]
 //   q6_k: sum_j sc_j sum (q - 32) a     q3_k: sum_j sc_j sum (q - 4) a
-//   iq4_xs: sum_j sc_j sum v[q] a       tq2_0: sum (q - 1) a
+//   iq4_xs: sum_j sc_j sum v[q] a       tq1_0, tq2_0: sum (t - 1) a
 // (j runs over the sub-blocks; second int 0 where not listed.)
 using BlockDotFn = BlockDot (*)(const uint8_t* w_block, const uint8_t* a_block);
 

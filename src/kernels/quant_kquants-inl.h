@@ -1,6 +1,6 @@
 // Per-target kernels of llama.cpp's 256-weight super-block formats against
 // Q8_K activations (f32 d at byte 0, codes at 4, 16 i16 block sums at 260):
-// Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS, TQ2_0. Codes are unpacked 32 at a
+// Q4_K, Q5_K, Q6_K, Q3_K, Q2_K, IQ4_XS, TQ2_0, TQ1_0. Codes are unpacked 32 at a
 // time in line with 32 activation codes; maddubs pair sums (codes <= 63) are
 // weighted by the sub-block scales with an i16 dot; offsets and mins come
 // from the activation block sums in one more i16 dot.
@@ -293,6 +293,56 @@ struct Kernel<TQ2_0Format> {
       for (int s = 0; s < 4; ++s)
         sum = DotU8I8(sum, _mm256_and_si256(_mm256_srli_epi16(qs, 2 * s), Bytes(3)), ActCodes(a, 128 * h + 32 * s));
     }
+    *i0 = sum;
+  }
+  static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
+    __m256i i0, i1;
+    Ints(w, a, &i0, &i1);
+    *acc = ScaleAdd(i0, *da_ptr * w.d, *acc);
+  }
+};
+
+// TQ1_0: x = d (t - 1), trits t packed 5 per byte (4 in qh). Trit i of byte
+// q is ((q * 3^i) mod 256) * 3 >> 8: per byte in 16-bit lanes (even bytes,
+// then odd), with a multiplier 3^i per 16-bit lane. Layout (see
+// formats/ggml_nl_ternary.h): qs[0..31] trit i = elements 32i + m;
+// qs[32..47] trit i = elements 160 + 16i + m; qh[m] trit i = element 240 + 4i + m.
+HWY_INLINE __m256i Trits(__m256i v, __m256i pow3) {
+  const __m256i low = _mm256_set1_epi16(0xFF);
+  auto trit16 = [&](__m256i x) {  // x: zero-extended bytes in 16-bit lanes
+    const __m256i m = _mm256_and_si256(_mm256_mullo_epi16(x, pow3), low);
+    return _mm256_srli_epi16(_mm256_mullo_epi16(m, _mm256_set1_epi16(3)), 8);
+  };
+  const __m256i even = trit16(_mm256_and_si256(v, low));
+  const __m256i odd = trit16(_mm256_srli_epi16(v, 8));
+  return _mm256_or_si256(even, _mm256_slli_epi16(odd, 8));
+}
+
+template <>
+struct Kernel<TQ1_0Format> {
+  static constexpr size_t kT = 4;
+  struct W {
+    float d;
+    const uint8_t* p;
+  };
+  static HWY_INLINE void Prepare(const uint8_t* p, W* w) { *w = {HalfToFloat(p + 52), p}; }
+  static HWY_INLINE void Ints(const W& w, const uint8_t* a, __m256i* i0, __m256i*) {
+    __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(ActBlockSums(a), _mm256_set1_epi16(1)));
+    const __m256i head = Load256(w.p);
+    static constexpr int16_t kPow3[5] = {1, 3, 9, 27, 81};
+    for (int i = 0; i < 5; ++i) sum = DotU8I8(sum, Trits(head, _mm256_set1_epi16(kPow3[i])), ActCodes(a, 32 * i));
+    // qs[32..47] twice: trits (0, 1) then (2, 3) against 32 consecutive codes.
+    const __m256i tail = _mm256_broadcastsi128_si256(Load128(w.p + 32));
+    sum = DotU8I8(sum, Trits(tail, _mm256_setr_epi16(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3)), ActCodes(a, 160));
+    sum = DotU8I8(sum, Trits(tail, _mm256_setr_epi16(9, 9, 9, 9, 9, 9, 9, 9, 27, 27, 27, 27, 27, 27, 27, 27)),
+                  ActCodes(a, 192));
+    // Trit 4 of qs[32..47] (elements 224..239), then qh: byte p of the high
+    // half is qh[p % 4] (a broadcast 32-bit word) with multiplier 3^(p / 4).
+    uint32_t qh;
+    std::memcpy(&qh, w.p + 48, 4);
+    const __m256i last = _mm256_set_m128i(_mm_set1_epi32(int(qh)), Load128(w.p + 32));
+    sum = DotU8I8(sum, Trits(last, _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27)),
+                  ActCodes(a, 224));
     *i0 = sum;
   }
   static HWY_INLINE void Accumulate(const W& w, const uint8_t* a, const float* da_ptr, __m256* acc) {
