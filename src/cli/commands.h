@@ -23,6 +23,7 @@ Runner AddSynthCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
 Runner AddFormatsCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
+Runner AddCalibrateCommand(CLI::App& app);
 
 // Options every model-consuming command shares.
 struct ModelOptions {

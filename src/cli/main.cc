@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   add(cli::AddBenchCommand);
   add(cli::AddFormatsCommand);
   add(cli::AddQuantizeCommand);
+  add(cli::AddCalibrateCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
