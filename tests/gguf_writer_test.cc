@@ -3,6 +3,8 @@
 // by lowbit is byte-identical to llama.cpp's file and loads with bit-identical
 // logits; misuse fails with a message
 // naming the file and leaves no file behind.
+#include "io/gguf_writer.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -14,7 +16,6 @@
 #include "core/mapped_file.h"
 #include "formats/format.h"
 #include "io/gguf.h"
-#include "io/gguf_writer.h"
 #include "model/model.h"
 #include "runtime/session.h"
 #include "test_util.h"
@@ -38,9 +39,15 @@ std::string TempPath(const std::string& name) {
 void ExpectSameValue(const GgufValue& a, const GgufValue& b, const std::string& key) {
   ASSERT_EQ(a.type, b.type) << key;
   switch (a.type) {
-    case GgufType::kFloat32: EXPECT_EQ(float(a.f), float(b.f)) << key; break;
-    case GgufType::kFloat64: EXPECT_EQ(a.f, b.f) << key; break;
-    case GgufType::kString: EXPECT_EQ(a.str, b.str) << key; break;
+    case GgufType::kFloat32:
+      EXPECT_EQ(float(a.f), float(b.f)) << key;
+      break;
+    case GgufType::kFloat64:
+      EXPECT_EQ(a.f, b.f) << key;
+      break;
+    case GgufType::kString:
+      EXPECT_EQ(a.str, b.str) << key;
+      break;
     case GgufType::kArray:
       ASSERT_EQ(a.array_type, b.array_type) << key;
       ASSERT_EQ(a.array.size(), b.array.size()) << key;
@@ -69,13 +76,16 @@ std::vector<std::pair<std::string, GgufValue>> EveryMetadataType() {
   kv.emplace_back("t.u64", GgufUint(GgufType::kUint64, std::numeric_limits<uint64_t>::max()));
   kv.emplace_back("t.i64", GgufInt(GgufType::kInt64, std::numeric_limits<int64_t>::min()));
   kv.emplace_back("t.f64", GgufFloat(GgufType::kFloat64, 3.141592653589793));
-  kv.emplace_back("t.array.u8", GgufArray(GgufType::kUint8, {GgufUint(GgufType::kUint8, 0), GgufUint(GgufType::kUint8, 7)}));
+  kv.emplace_back("t.array.u8",
+                  GgufArray(GgufType::kUint8, {GgufUint(GgufType::kUint8, 0), GgufUint(GgufType::kUint8, 7)}));
   kv.emplace_back("t.array.i8", GgufArray(GgufType::kInt8, {GgufInt(GgufType::kInt8, -1)}));
   kv.emplace_back("t.array.u16", GgufArray(GgufType::kUint16, {GgufUint(GgufType::kUint16, 300)}));
   kv.emplace_back("t.array.i16", GgufArray(GgufType::kInt16, {GgufInt(GgufType::kInt16, -300)}));
   kv.emplace_back("t.array.u32", GgufArray(GgufType::kUint32, {GgufUint(GgufType::kUint32, 1u << 31)}));
-  kv.emplace_back("t.array.i32", GgufArray(GgufType::kInt32, {GgufInt(GgufType::kInt32, -5), GgufInt(GgufType::kInt32, 6)}));
-  kv.emplace_back("t.array.f32", GgufArray(GgufType::kFloat32, {GgufFloat(GgufType::kFloat32, 0.25), GgufFloat(GgufType::kFloat32, -0.0)}));
+  kv.emplace_back("t.array.i32",
+                  GgufArray(GgufType::kInt32, {GgufInt(GgufType::kInt32, -5), GgufInt(GgufType::kInt32, 6)}));
+  kv.emplace_back("t.array.f32", GgufArray(GgufType::kFloat32,
+                                           {GgufFloat(GgufType::kFloat32, 0.25), GgufFloat(GgufType::kFloat32, -0.0)}));
   kv.emplace_back("t.array.bool", GgufArray(GgufType::kBool, {GgufBool(false), GgufBool(true)}));
   kv.emplace_back("t.array.string", GgufStringArray({"<s>", "", "\xe2\x96\x81the"}));
   kv.emplace_back("t.array.u64", GgufArray(GgufType::kUint64, {GgufUint(GgufType::kUint64, uint64_t(1) << 63)}));
@@ -231,7 +241,12 @@ TEST(GgufWriter, MisuseFailsNamingTheFileAndLeavesNoFile) {
     w.SetUint32("a", 1);
     ExpectError([&] { w.SetUint32("a", 2); }, {"bad.gguf", "duplicate metadata key 'a'"});
     ExpectError([&] { w.SetUint32("general.alignment", 64); }, {"general.alignment"});
-    ExpectError([&] { w.Set("big", GgufUint(GgufType::kUint8, 256)); w.WriteHeader(); }, {"'big'", "uint8"});
+    ExpectError(
+        [&] {
+          w.Set("big", GgufUint(GgufType::kUint8, 256));
+          w.WriteHeader();
+        },
+        {"'big'", "uint8"});
   }
   {
     GgufWriter w(path);

@@ -3,6 +3,7 @@
 // formats, and run; the file depends on the seed alone; bad requests fail
 // cleanly without leaving a file. `lowbit bench` gets a smoke test of its
 // JSON fields (never a timed assertion: benchmarks are not tests).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -10,8 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
@@ -196,9 +195,9 @@ TEST(Bench, SmokeJsonHasEveryField) {
   const Result r = RunLowbit("bench " + path + " -p 8 -n 4 -r 1 --threads 2 --json", /*merge_stderr=*/false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json j = nlohmann::json::parse(r.output);
-  for (const char* k : {"pp_tokens_per_s", "pp_tokens_per_s_stdev", "tg_tokens_per_s", "tg_tokens_per_s_stdev",
-                        "model_bytes", "bytes_per_token", "read_bandwidth_gb_s", "tg_roofline_tokens_per_s",
-                        "roofline_fraction", "threads", "p", "n"})
+  for (const char* k :
+       {"pp_tokens_per_s", "pp_tokens_per_s_stdev", "tg_tokens_per_s", "tg_tokens_per_s_stdev", "model_bytes",
+        "bytes_per_token", "read_bandwidth_gb_s", "tg_roofline_tokens_per_s", "roofline_fraction", "threads", "p", "n"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["threads"], 2);
   EXPECT_EQ(j["p"], 8);

@@ -2,6 +2,7 @@
 // llama-bench's pp/tg measurement (eval/bench.h) with the generation
 // roofline beside it, as a llama-bench-like table or a JSON object.
 #include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -55,12 +56,12 @@ Runner AddBenchCommand(CLI::App& app) {
     for (const TensorView& t : model->tensors()) params += t.NumElements();
     const std::string size = fmt::format("{:.2f} GiB", double(r.model_bytes) / double(1 << 30));
     const std::string count = fmt::format("{:.2f} M", double(params) / 1e6);
-    fmt::print("| {:<40} | {:>10} | {:>10} | {:>7} | {:>8} | {:>20} |\n", "model", "size", "params", "threads",
-               "test", "t/s");
+    fmt::print("| {:<40} | {:>10} | {:>10} | {:>7} | {:>8} | {:>20} |\n", "model", "size", "params", "threads", "test",
+               "t/s");
     fmt::print("| {:-<40} | {:->10} | {:->10} | {:->7} | {:->8} | {:->20} |\n", "", "", "", "", "", "");
     auto row = [&](const std::string& test, const MeanStdev& s) {
-      fmt::print("| {:<40} | {:>10} | {:>10} | {:>7} | {:>8} | {:>20} |\n", model->path, size, count, r.threads,
-                 test, fmt::format("{:.2f} ± {:.2f}", s.mean, s.stdev));
+      fmt::print("| {:<40} | {:>10} | {:>10} | {:>7} | {:>8} | {:>20} |\n", model->path, size, count, r.threads, test,
+                 fmt::format("{:.2f} ± {:.2f}", s.mean, s.stdev));
     };
     if (r.prompt_tokens > 0) row(fmt::format("pp{}", r.prompt_tokens), r.pp_tokens_per_s);
     if (r.gen_tokens > 0) row(fmt::format("tg{}", r.gen_tokens), r.tg_tokens_per_s);

@@ -10,11 +10,11 @@
 // the file depends on the seed only, not on threads or tensor order. Tensors
 // are generated, quantized and written one at a time: peak memory is one
 // tensor in f32 plus its encoded bytes.
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -60,21 +60,36 @@ std::string ShapeNames(Arch arch) {
 // (cosmetic: llama.cpp guesses it when absent). 0 when there is none.
 uint32_t LlamaFileType(uint32_t gguf_type) {
   switch (gguf_type) {
-    case 0: return 0;    // ALL_F32
-    case 1: return 1;    // MOSTLY_F16
-    case 2: return 2;    // MOSTLY_Q4_0
-    case 3: return 3;    // MOSTLY_Q4_1
-    case 8: return 7;    // MOSTLY_Q8_0
-    case 6: return 8;    // MOSTLY_Q5_0
-    case 7: return 9;    // MOSTLY_Q5_1
-    case 10: return 10;  // MOSTLY_Q2_K
-    case 12: return 14;  // MOSTLY_Q4_K_S
-    case 13: return 16;  // MOSTLY_Q5_K_S
-    case 14: return 18;  // MOSTLY_Q6_K
-    case 20: return 25;  // MOSTLY_IQ4_NL
-    case 23: return 30;  // MOSTLY_IQ4_XS
-    case 30: return 32;  // MOSTLY_BF16
-    default: return 0;
+    case 0:
+      return 0;  // ALL_F32
+    case 1:
+      return 1;  // MOSTLY_F16
+    case 2:
+      return 2;  // MOSTLY_Q4_0
+    case 3:
+      return 3;  // MOSTLY_Q4_1
+    case 8:
+      return 7;  // MOSTLY_Q8_0
+    case 6:
+      return 8;  // MOSTLY_Q5_0
+    case 7:
+      return 9;  // MOSTLY_Q5_1
+    case 10:
+      return 10;  // MOSTLY_Q2_K
+    case 12:
+      return 14;  // MOSTLY_Q4_K_S
+    case 13:
+      return 16;  // MOSTLY_Q5_K_S
+    case 14:
+      return 18;  // MOSTLY_Q6_K
+    case 20:
+      return 25;  // MOSTLY_IQ4_NL
+    case 23:
+      return 30;  // MOSTLY_IQ4_XS
+    case 30:
+      return 32;  // MOSTLY_BF16
+    default:
+      return 0;
   }
 }
 
@@ -96,8 +111,10 @@ std::string FindVocab(const std::string& given, const char* file) {
     for (fs::path p = start; !p.empty() && p != p.root_path(); p = p.parent_path()) roots.push_back(p / "shared");
   for (const fs::path& r : roots)
     if (fs::exists(r / rel, ec)) return (r / rel).string();
-  Fail("vocab file {} not found under $LOWBIT_SHARED, ../shared or a shared/ folder beside the checkout; "
-       "pass --vocab-from PATH/{}", rel.string(), file);
+  Fail(
+      "vocab file {} not found under $LOWBIT_SHARED, ../shared or a shared/ folder beside the checkout; "
+      "pass --vocab-from PATH/{}",
+      rel.string(), file);
 }
 
 uint64_t SplitMix64(uint64_t& state) {
@@ -200,15 +217,16 @@ Runner AddSynthCommand(CLI::App& app) {
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("synth", "Write a random-weight GGUF model with the shapes of a real one");
   cmd->add_option("--arch", o->arch, "architecture: llama or gpt2")->check(CLI::IsMember({"llama", "gpt2"}));
-  cmd->add_option("--shape", o->shape, fmt::format("llama: {}; gpt2: {}", ShapeNames(Arch::kLlama),
-                                                   ShapeNames(Arch::kGpt2)))
+  cmd->add_option("--shape", o->shape,
+                  fmt::format("llama: {}; gpt2: {}", ShapeNames(Arch::kLlama), ShapeNames(Arch::kGpt2)))
       ->required();
   cmd->add_option("-o,--output", o->output, "output .gguf file")->required();
   cmd->add_option("--type", o->type, "format of the 2-D weights (1-D norms and biases stay f32)");
   cmd->add_option("--seed", o->seed, "random seed");
   cmd->add_option("--vocab-from", o->vocab_from,
                   fmt::format("GGUF whose tokenizer.ggml.* keys to copy (default: ../shared/data/tokenizer-tests/{} "
-                              "or {})", kLlamaVocab, kGpt2Vocab));
+                              "or {})",
+                              kLlamaVocab, kGpt2Vocab));
   cmd->add_option("-t,--threads", o->threads, "worker threads for generation (default: one per core)")
       ->check(CLI::Range(0, 1024));
   return [o] {
@@ -216,8 +234,7 @@ Runner AddSynthCommand(CLI::App& app) {
     const SynthShape* shape = nullptr;
     for (const SynthShape& s : kShapes)
       if (s.arch == arch && o->shape == s.name) shape = &s;
-    if (shape == nullptr)
-      Fail("unknown --shape '{}' for --arch {} (known: {})", o->shape, o->arch, ShapeNames(arch));
+    if (shape == nullptr) Fail("unknown --shape '{}' for --arch {} (known: {})", o->shape, o->arch, ShapeNames(arch));
     const FormatInfo* format = FindFormatByName(o->type);
     if (format == nullptr || !format->weight_format)
       Fail("unknown weight format --type '{}' (known: {})", o->type, FormatNames(true));
@@ -291,8 +308,8 @@ Runner AddSynthCommand(CLI::App& app) {
     }
     w.Finish();
     progress.Finish();
-    fmt::print(stderr, "wrote {} ({} {}, {} tensors, {} parameters, {}, vocab {} from {})\n", o->output, a,
-               shape->name, plan.size(), total, format->name, vocab, vocab_path);
+    fmt::print(stderr, "wrote {} ({} {}, {} tensors, {} parameters, {}, vocab {} from {})\n", o->output, a, shape->name,
+               plan.size(), total, format->name, vocab, vocab_path);
   };
 }
 

@@ -80,7 +80,8 @@ double MeasureReadBandwidth(int threads, size_t bytes, int runs) {
   return best;
 }
 
-BenchResult RunBench(const Model& model, const BenchOptions& o, const std::function<void(const std::string&)>& on_step) {
+BenchResult RunBench(const Model& model, const BenchOptions& o,
+                     const std::function<void(const std::string&)>& on_step) {
   auto step = [&](const std::string& s) {
     if (on_step) on_step(s);
   };

@@ -19,13 +19,13 @@
 namespace lowbit {
 
 struct BenchOptions {
-  int prompt_tokens = 512;  // p (0: skip pp)
-  int gen_tokens = 128;     // n (0: skip tg)
-  int repetitions = 3;      // r
-  int threads = 0;          // <= 0: one per core
-  uint64_t seed = 1234;     // for the random token ids
+  int prompt_tokens = 512;                   // p (0: skip pp)
+  int gen_tokens = 128;                      // n (0: skip tg)
+  int repetitions = 3;                       // r
+  int threads = 0;                           // <= 0: one per core
+  uint64_t seed = 1234;                      // for the random token ids
   size_t bandwidth_bytes = size_t(1) << 30;  // buffer for the read-bandwidth probe (far above any L3)
-  int bandwidth_runs = 5;   // best of
+  int bandwidth_runs = 5;                    // best of
 };
 
 struct MeanStdev {

@@ -14,23 +14,31 @@ namespace {
 constexpr uint32_t kGgufVersion = 3;
 constexpr size_t kMaxNameLength = 63;  // GGML_MAX_NAME - 1, as the reader and llama.cpp require
 constexpr size_t kMaxDims = 4;
-constexpr int kMaxArrayDepth = 8;      // the reader's nesting limit
+constexpr int kMaxArrayDepth = 8;  // the reader's nesting limit
 
 uint64_t UnsignedMax(GgufType t) {
   switch (t) {
-    case GgufType::kUint8: return std::numeric_limits<uint8_t>::max();
-    case GgufType::kUint16: return std::numeric_limits<uint16_t>::max();
-    case GgufType::kUint32: return std::numeric_limits<uint32_t>::max();
-    default: return std::numeric_limits<uint64_t>::max();
+    case GgufType::kUint8:
+      return std::numeric_limits<uint8_t>::max();
+    case GgufType::kUint16:
+      return std::numeric_limits<uint16_t>::max();
+    case GgufType::kUint32:
+      return std::numeric_limits<uint32_t>::max();
+    default:
+      return std::numeric_limits<uint64_t>::max();
   }
 }
 
 int64_t SignedMax(GgufType t) {
   switch (t) {
-    case GgufType::kInt8: return std::numeric_limits<int8_t>::max();
-    case GgufType::kInt16: return std::numeric_limits<int16_t>::max();
-    case GgufType::kInt32: return std::numeric_limits<int32_t>::max();
-    default: return std::numeric_limits<int64_t>::max();
+    case GgufType::kInt8:
+      return std::numeric_limits<int8_t>::max();
+    case GgufType::kInt16:
+      return std::numeric_limits<int16_t>::max();
+    case GgufType::kInt32:
+      return std::numeric_limits<int32_t>::max();
+    default:
+      return std::numeric_limits<int64_t>::max();
   }
 }
 
@@ -38,7 +46,7 @@ int64_t SignedMax(GgufType t) {
 // lowbit-private format id), and whether that type is quantized. Throws for
 // unknown ids and rows that are not a whole number of blocks.
 uint64_t BytesOfTensor(uint32_t type, const std::vector<uint64_t>& ne, const std::string& file,
-                     const std::string& tensor, bool* quantized) {
+                       const std::string& tensor, bool* quantized) {
   uint64_t rows = 1;
   for (size_t d = 1; d < ne.size(); ++d) rows *= ne[d];
   std::string name;
@@ -119,8 +127,7 @@ void GgufWriter::Set(const std::string& key, GgufValue value) {
   if (header_written_) Fail("{}: metadata key '{}' added after the header was written", path_, key);
   if (key.empty()) Fail("{}: empty metadata key", path_);
   if (index_.count(key)) Fail("{}: duplicate metadata key '{}'", path_, key);
-  if (key == "general.alignment" &&
-      (value.type != GgufType::kUint32 || value.u != alignment_))
+  if (key == "general.alignment" && (value.type != GgufType::kUint32 || value.u != alignment_))
     Fail("{}: general.alignment must be the uint32 {} this file is written with", path_, alignment_);
   index_[key] = metadata_.size();
   metadata_.emplace_back(key, std::move(value));
@@ -162,11 +169,17 @@ void GgufWriter::WriteString(const std::string& s) {
 
 void GgufWriter::WriteValue(const std::string& key, const GgufValue& v, int depth) {
   switch (v.type) {
-    case GgufType::kUint8: case GgufType::kUint16: case GgufType::kUint32: case GgufType::kUint64:
+    case GgufType::kUint8:
+    case GgufType::kUint16:
+    case GgufType::kUint32:
+    case GgufType::kUint64:
       if (v.u > UnsignedMax(v.type))
         Fail("{}: metadata key '{}': {} does not fit in {}", path_, key, v.u, GgufTypeName(v.type));
       break;
-    case GgufType::kInt8: case GgufType::kInt16: case GgufType::kInt32: case GgufType::kInt64:
+    case GgufType::kInt8:
+    case GgufType::kInt16:
+    case GgufType::kInt32:
+    case GgufType::kInt64:
       if (v.i > SignedMax(v.type) || v.i < -SignedMax(v.type) - 1)
         Fail("{}: metadata key '{}': {} does not fit in {}", path_, key, v.i, GgufTypeName(v.type));
       break;
@@ -177,18 +190,42 @@ void GgufWriter::WriteValue(const std::string& key, const GgufValue& v, int dept
       break;
   }
   switch (v.type) {
-    case GgufType::kUint8: out_.WritePod(uint8_t(v.u)); break;
-    case GgufType::kUint16: out_.WritePod(uint16_t(v.u)); break;
-    case GgufType::kUint32: out_.WritePod(uint32_t(v.u)); break;
-    case GgufType::kUint64: out_.WritePod(uint64_t(v.u)); break;
-    case GgufType::kInt8: out_.WritePod(int8_t(v.i)); break;
-    case GgufType::kInt16: out_.WritePod(int16_t(v.i)); break;
-    case GgufType::kInt32: out_.WritePod(int32_t(v.i)); break;
-    case GgufType::kInt64: out_.WritePod(int64_t(v.i)); break;
-    case GgufType::kFloat32: out_.WritePod(float(v.f)); break;
-    case GgufType::kFloat64: out_.WritePod(double(v.f)); break;
-    case GgufType::kBool: out_.WritePod(uint8_t(v.u)); break;
-    case GgufType::kString: WriteString(v.str); break;
+    case GgufType::kUint8:
+      out_.WritePod(uint8_t(v.u));
+      break;
+    case GgufType::kUint16:
+      out_.WritePod(uint16_t(v.u));
+      break;
+    case GgufType::kUint32:
+      out_.WritePod(uint32_t(v.u));
+      break;
+    case GgufType::kUint64:
+      out_.WritePod(uint64_t(v.u));
+      break;
+    case GgufType::kInt8:
+      out_.WritePod(int8_t(v.i));
+      break;
+    case GgufType::kInt16:
+      out_.WritePod(int16_t(v.i));
+      break;
+    case GgufType::kInt32:
+      out_.WritePod(int32_t(v.i));
+      break;
+    case GgufType::kInt64:
+      out_.WritePod(int64_t(v.i));
+      break;
+    case GgufType::kFloat32:
+      out_.WritePod(float(v.f));
+      break;
+    case GgufType::kFloat64:
+      out_.WritePod(double(v.f));
+      break;
+    case GgufType::kBool:
+      out_.WritePod(uint8_t(v.u));
+      break;
+    case GgufType::kString:
+      WriteString(v.str);
+      break;
     case GgufType::kArray: {
       if (depth >= kMaxArrayDepth) Fail("{}: metadata key '{}': arrays nested too deeply", path_, key);
       if (uint32_t(v.array_type) > uint32_t(GgufType::kFloat64))
@@ -256,8 +293,7 @@ const std::string& GgufWriter::next_tensor_name() const {
 void GgufWriter::WriteTensorData(std::span<const uint8_t> bytes) {
   WriteHeader();
   if (bytes.empty()) return;
-  if (current_ >= tensors_.size())
-    Fail("{}: {} bytes of tensor data after the last tensor", path_, bytes.size());
+  if (current_ >= tensors_.size()) Fail("{}: {} bytes of tensor data after the last tensor", path_, bytes.size());
   const Tensor& t = tensors_[current_];
   if (bytes.size() > t.bytes - current_written_)
     Fail("{}: tensor '{}' takes {} bytes, but {} more arrived after {}", path_, t.name, t.bytes, bytes.size(),

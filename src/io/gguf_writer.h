@@ -19,9 +19,9 @@
 namespace lowbit {
 
 // Metadata value builders (GgufValue keeps each kind in its own field).
-GgufValue GgufUint(GgufType type, uint64_t value);   // kUint8/16/32/64
-GgufValue GgufInt(GgufType type, int64_t value);     // kInt8/16/32/64
-GgufValue GgufFloat(GgufType type, double value);    // kFloat32/64
+GgufValue GgufUint(GgufType type, uint64_t value);  // kUint8/16/32/64
+GgufValue GgufInt(GgufType type, int64_t value);    // kInt8/16/32/64
+GgufValue GgufFloat(GgufType type, double value);   // kFloat32/64
 GgufValue GgufBool(bool value);
 GgufValue GgufString(std::string value);
 // An array of `element_type`; every element must have that type (nested
@@ -97,10 +97,10 @@ class GgufWriter {
   std::map<std::string, size_t> index_;
   std::vector<Tensor> tensors_;
   std::map<std::string, size_t> tensor_index_;
-  uint64_t data_bytes_ = 0;      // data section size so far (declared)
+  uint64_t data_bytes_ = 0;  // data section size so far (declared)
   bool header_written_ = false;
-  size_t current_ = 0;           // tensor being written
-  uint64_t current_written_ = 0; // its bytes so far
+  size_t current_ = 0;            // tensor being written
+  uint64_t current_written_ = 0;  // its bytes so far
 };
 
 }  // namespace lowbit
