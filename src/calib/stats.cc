@@ -217,9 +217,11 @@ const uint8_t* Expect(const GgufFile& f, const std::string& weight, const std::s
   auto it = e.parts.find(suffix);
   if (it == e.parts.end()) Fail("{}: '{}' has no tensor '{}{}'", f.name(), weight, weight, suffix);
   const GgufTensorInfo& t = *it->second;
-  if (t.ggml_type != type)
-    Fail("{}: tensor '{}' has type {}, expected {}", f.name(), t.name, FindGgmlType(t.ggml_type)->name,
-         FindGgmlType(type)->name);
+  if (t.ggml_type != type) {
+    const GgmlTypeInfo* actual = FindGgmlType(t.ggml_type);
+    Fail("{}: tensor '{}' has type {}, expected {}", f.name(), t.name,
+         actual ? std::string(actual->name) : "id " + std::to_string(t.ggml_type), FindGgmlType(type)->name);
+  }
   const bool shape_ok = !t.ne.empty() && t.ne[0] == elements &&
                         std::all_of(t.ne.begin() + 1, t.ne.end(), [](uint64_t d) { return d == 1; });
   if (!shape_ok) {
@@ -253,8 +255,10 @@ std::vector<int64_t> ReadI64(const GgufFile& f, const std::string& weight, const
 
 }  // namespace
 
-ActivationStats ActivationStats::Load(const std::string& path) {
-  const GgufFile f(path);
+ActivationStats ActivationStats::Load(const std::string& path) { return FromGguf(GgufFile(path)); }
+
+ActivationStats ActivationStats::FromGguf(const GgufFile& f) {
+  const std::string& path = f.name();
   const std::string type = f.GetString("general.type", "");
   if (type != "imatrix")
     Fail("{}: not a calibration statistics file (general.type is '{}', expected 'imatrix')", path, type);
@@ -298,7 +302,7 @@ ActivationStats ActivationStats::Load(const std::string& path) {
     s.channels = int64_t(c);
     const std::vector<float> sum2 = ReadF32(f, weight, ".in_sum2", e, c);
     const float count_f = ReadF32(f, weight, ".counts", e, 1)[0];
-    if (count_f < 0 || count_f != std::floor(count_f))
+    if (!(count_f >= 0 && count_f <= 0x1p53f) || count_f != std::floor(count_f))
       Fail("{}: tensor '{}.counts' holds {}, not a token count", path, weight, count_f);
     s.count = int64_t(count_f);
     for (float v : sum2)

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/gguf.h"
 #include "runtime/session.h"
 
 namespace lowbit {
@@ -89,6 +90,8 @@ class ActivationStats {
   // Error naming the file and the first problem (not an imatrix file, missing
   // or mis-shaped tensor, non-finite or inconsistent values).
   static ActivationStats Load(const std::string& path);
+  // The same from a parsed GGUF (errors name file.name()).
+  static ActivationStats FromGguf(const GgufFile& file);
 
   // Accumulates one batch x (n, in) that feeds weight W (out, in). Throws
   // Error on non-finite activations or a channel count that changed.
