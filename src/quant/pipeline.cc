@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -28,19 +30,29 @@ std::vector<SourceTensor> SourceTensors(const Model& model) {
   return out;
 }
 
+// Whether [data, data + bytes) lies in a file-backed mapping (/proc/self/maps).
+bool FileBacked(const void* data, size_t bytes) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const uintptr_t a = uintptr_t(data), b = a + bytes;
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || b > hi) continue;
+    const size_t slash = line.find(" /");
+    return slash != std::string::npos;  // a path: a mapped file (heap/anonymous have none or [name])
+  }
+  return false;
+}
+
 // Drops the pages of a finished source tensor from this process's resident
-// set (a hint; the data stays valid: clean file pages are re-read on demand,
-// anonymous ones are swapped, never discarded).
+// set. Only for read-only file mappings, whose pages are simply re-read from
+// the file if touched again; owned (heap) tensors are left alone.
 void ReleasePages(const void* data, size_t bytes) {
-#ifdef MADV_PAGEOUT
+  if (bytes < (1u << 20) || !FileBacked(data, bytes)) return;
   const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = (uintptr_t(data) + page - 1) & ~(page - 1);
   const uintptr_t end = (uintptr_t(data) + bytes) & ~(page - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
-#else
-  (void)data;
-  (void)bytes;
-#endif
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 bool IsQk(const std::string& name) {
