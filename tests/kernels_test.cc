@@ -291,6 +291,41 @@ TEST(KernelsTest, QuantKernelsMatchReference) {
   });
 }
 
+// Prompt-sized batches cross the GEMM's token chunks (kChunkBytes of
+// activations each: 16 f32 tokens or 56 q8_k tokens of 4096) with leftovers.
+TEST(KernelsTest, LargeBatchesCrossTokenChunks) {
+  std::mt19937_64 rng(Seed() ^ 8);
+  ThreadPool pool(2);
+  const int64_t in = 4096, out = 6, n = 61;
+  const auto x = RandomValues(rng, size_t(n * in), 1.0f);
+  for (DType type : {DType::kF16, DTypeOf<Q4_KFormat>(), DTypeOf<Q4_0Format>()}) {
+    SCOPED_TRACE(std::string(DTypeName(type)));
+    Weights w = MakeWeights(type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
+    std::vector<float> y(size_t(n * out), NAN);
+    MatMul(w.view, x.data(), n, y.data(), pool, false);
+    const FormatInfo& wf = GetFormat(type);
+    if (wf.block_size == 1) {
+      const std::vector<float> wf32 = ToF32(w.view);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t o = 0; o < out; ++o)
+          ASSERT_NEAR(y[size_t(t * out + o)], DotF32Ref(&wf32[size_t(o * in)], &x[size_t(t * in)], in),
+                      2 * FloatDotBound(&wf32[size_t(o * in)], &x[size_t(t * in)], in));
+      continue;
+    }
+    const FormatInfo& af = GetFormat(wf.activation);
+    const QuantDotRef& ref = *FindQuantDotRef(type);
+    const auto a = QuantizeActivations(type, x, n, in);
+    const int64_t nb = in / wf.block_size;
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t o = 0; o < out; ++o) {
+        const uint8_t* wr = w.bytes.data() + size_t(o) * wf.RowBytes(in);
+        const uint8_t* ar = a.data() + size_t(t) * af.RowBytes(in);
+        const double bound = (2 * nb + 24) * (FLT_EPSILON / 2) * VecDotAbsRef(ref, wr, ar, in) + FLT_MIN;
+        ASSERT_NEAR(y[size_t(t * out + o)], VecDotRef(ref, wr, ar, in), bound) << "row " << o << " token " << t;
+      }
+  }
+}
+
 // Edge blocks: all-zero weights (scale 0) and all-zero activations give 0;
 // extreme codes written by hand (q8_0 -128, every code at its maximum) stay exact.
 TEST(KernelsTest, QuantEdgeBlocks) {

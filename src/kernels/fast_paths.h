@@ -25,5 +25,8 @@ bool QuantBlockSums(DType type, const uint8_t* w, const uint8_t* a, int64_t n, i
 // Output rows per tile of the register-blocked kernels; MatMul splits work
 // over threads in whole tiles so every tile but the last is full.
 inline constexpr int64_t kRowTile = 4;
+// Activation bytes per token chunk of the GEMM loops: a quarter of Zen 4's
+// 1 MiB L2, so a chunk stays cached while every weight row tile passes by.
+inline constexpr int64_t kChunkBytes = 256 << 10;
 
 }  // namespace lowbit

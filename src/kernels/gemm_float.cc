@@ -92,29 +92,35 @@ HWY_INLINE void DotTile(const WT* const* w, const float* const* x, int64_t k, fl
 
 constexpr size_t kTokenTile = 4;
 
-// Rows [row_begin, row_end) of y for all n tokens. A short last row tile
+// Rows [row_begin, row_end) of y for all n tokens, in token chunks of at
+// most kChunkBytes of activations (kept in L2 while the rows pass), each in
+// tiles of 4 rows x 4 tokens, then single tokens. A short last row tile
 // repeats its last row (results dropped) so the tile kernel stays fixed-size.
 template <typename WT>
 void GemmRows(const WT* w, int64_t k, const float* x, int64_t n, float* y, int64_t out, int64_t row_begin,
               int64_t row_end) {
-  constexpr size_t R = size_t(kRowTile);
-  for (int64_t r = row_begin; r < row_end; r += int64_t(R)) {
-    const WT* wr[R];
-    for (size_t i = 0; i < R; ++i) wr[i] = w + std::min<int64_t>(r + int64_t(i), row_end - 1) * k;
-    const size_t rows = size_t(std::min<int64_t>(int64_t(R), row_end - r));
-    float res[R * kTokenTile];
-    int64_t t = 0;
-    for (; t + int64_t(kTokenTile) <= n; t += int64_t(kTokenTile)) {
-      const float* xs[kTokenTile];
-      for (size_t j = 0; j < kTokenTile; ++j) xs[j] = x + (t + int64_t(j)) * k;
-      DotTile<R, kTokenTile>(wr, xs, k, res);
-      for (size_t i = 0; i < rows; ++i)
-        for (size_t j = 0; j < kTokenTile; ++j) y[(t + int64_t(j)) * out + r + int64_t(i)] = res[i * kTokenTile + j];
-    }
-    for (; t < n; ++t) {
-      const float* xs[1] = {x + t * k};
-      DotTile<R, 1>(wr, xs, k, res);
-      for (size_t i = 0; i < rows; ++i) y[t * out + r + int64_t(i)] = res[i];
+  constexpr size_t R = size_t(kRowTile), T = kTokenTile;
+  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / (k * int64_t(sizeof(float))) / int64_t(T)) * int64_t(T);
+  for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+    const int64_t t1 = std::min(n, t0 + chunk);
+    for (int64_t r = row_begin; r < row_end; r += int64_t(R)) {
+      const WT* wr[R];
+      for (size_t i = 0; i < R; ++i) wr[i] = w + std::min<int64_t>(r + int64_t(i), row_end - 1) * k;
+      const size_t rows = size_t(std::min<int64_t>(int64_t(R), row_end - r));
+      float res[R * T];
+      int64_t t = t0;
+      for (; t + int64_t(T) <= t1; t += int64_t(T)) {
+        const float* xs[T];
+        for (size_t j = 0; j < T; ++j) xs[j] = x + (t + int64_t(j)) * k;
+        DotTile<R, T>(wr, xs, k, res);
+        for (size_t i = 0; i < rows; ++i)
+          for (size_t j = 0; j < T; ++j) y[(t + int64_t(j)) * out + r + int64_t(i)] = res[i * T + j];
+      }
+      for (; t < t1; ++t) {
+        const float* xs[1] = {x + t * k};
+        DotTile<R, 1>(wr, xs, k, res);
+        for (size_t i = 0; i < rows; ++i) y[t * out + r + int64_t(i)] = res[i];
+      }
     }
   }
 }

@@ -102,34 +102,40 @@ void BlockSums(const uint8_t* w, const uint8_t* a, int64_t nb, int32_t* out) {
 
 #endif  // HWY_TARGET <= HWY_AVX2
 
-// Rows [row_begin, row_end) of y for all n tokens, in tiles of 4 rows x
-// kTokens<F> tokens, then single tokens. A short last row tile repeats its
-// last row (results dropped). w: rows of nb weight blocks; a: n rows of nb
-// activation blocks; da (n, nb): the activation scales as f32.
+// Rows [row_begin, row_end) of y for all n tokens. Tokens go in chunks whose
+// activations stay in L2 (kChunkBytes) while the thread's weight rows stream
+// past once per chunk; within a chunk, tiles of 4 rows x kTokens<F> tokens,
+// then single tokens. A short last row tile repeats its last row (results
+// dropped). w: rows of nb weight blocks; a: n rows of nb activation blocks;
+// da (n, nb): the activation scales as f32.
 template <class F>
 void GemmRows(const uint8_t* w, const uint8_t* a, const float* da, int64_t nb, int64_t n, float* y, int64_t out,
               int64_t row_begin, int64_t row_end) {
   constexpr size_t R = size_t(kRowTile), T = kTokens<F>;
   const int64_t w_row = nb * kWBytes<F>, a_row = nb * kABytes<F>;
-  for (int64_t r = row_begin; r < row_end; r += int64_t(R)) {
-    const uint8_t* wr[R];
-    for (size_t i = 0; i < R; ++i) wr[i] = w + std::min<int64_t>(r + int64_t(i), row_end - 1) * w_row;
-    const size_t rows = size_t(std::min<int64_t>(int64_t(R), row_end - r));
-    float res[R * T];
-    int64_t t = 0;
-    for (; t + int64_t(T) <= n; t += int64_t(T)) {
-      const uint8_t* as[T];
-      const float* ds[T];
-      for (size_t j = 0; j < T; ++j) as[j] = a + (t + int64_t(j)) * a_row, ds[j] = da + (t + int64_t(j)) * nb;
-      Tile<F, R, T>(wr, as, ds, nb, res);
-      for (size_t i = 0; i < rows; ++i)
-        for (size_t j = 0; j < T; ++j) y[(t + int64_t(j)) * out + r + int64_t(i)] = res[i * T + j];
-    }
-    for (; t < n; ++t) {
-      const uint8_t* as[1] = {a + t * a_row};
-      const float* ds[1] = {da + t * nb};
-      Tile<F, R, 1>(wr, as, ds, nb, res);
-      for (size_t i = 0; i < rows; ++i) y[t * out + r + int64_t(i)] = res[i];
+  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / a_row / int64_t(T)) * int64_t(T);
+  for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+    const int64_t t1 = std::min(n, t0 + chunk);
+    for (int64_t r = row_begin; r < row_end; r += int64_t(R)) {
+      const uint8_t* wr[R];
+      for (size_t i = 0; i < R; ++i) wr[i] = w + std::min<int64_t>(r + int64_t(i), row_end - 1) * w_row;
+      const size_t rows = size_t(std::min<int64_t>(int64_t(R), row_end - r));
+      float res[R * T];
+      int64_t t = t0;
+      for (; t + int64_t(T) <= t1; t += int64_t(T)) {
+        const uint8_t* as[T];
+        const float* ds[T];
+        for (size_t j = 0; j < T; ++j) as[j] = a + (t + int64_t(j)) * a_row, ds[j] = da + (t + int64_t(j)) * nb;
+        Tile<F, R, T>(wr, as, ds, nb, res);
+        for (size_t i = 0; i < rows; ++i)
+          for (size_t j = 0; j < T; ++j) y[(t + int64_t(j)) * out + r + int64_t(i)] = res[i * T + j];
+      }
+      for (; t < t1; ++t) {
+        const uint8_t* as[1] = {a + t * a_row};
+        const float* ds[1] = {da + t * nb};
+        Tile<F, R, 1>(wr, as, ds, nb, res);
+        for (size_t i = 0; i < rows; ++i) y[t * out + r + int64_t(i)] = res[i];
+      }
     }
   }
 }

@@ -2,9 +2,15 @@
 // format in formats/all_formats.h:
 //   y (n, out) = x (n, in) @ W^T,   W (out, in) in format w.type.
 // Fast paths (Highway, dispatched once per call to the best SIMD target the
-// CPU has): F32/F16/BF16 weights against f32 activations, and ggml block
-// formats against activations quantized on the fly to the weight format's
-// activation format (FormatInfo::activation), with integer block dots.
+// CPU has):
+//   f32, f16, bf16 weights x f32 activations      gemm_float.cc (every target)
+//   q4_0 q8_0 q5_0 iq4_nl x q8_0, q4_1 q5_1 x q8_1,
+//   q4_k q5_k q6_k q3_k q2_k iq4_xs tq1_0 tq2_0 x q8_k
+//                                                 gemm_quant.cc: integer block
+//     dots with AVX512-VNNI (AVX3_DL) or AVX2 maddubs (AVX2, AVX3); the
+//     scalar references (quant_dot_ref.h) on older targets.
+// The activations are quantized on the fly to the weight format's activation
+// format (FormatInfo::activation) with its reference quantizer.
 // Every other format, and every format when `reference` is set, takes the
 // generic path: dequantize each weight row with the format's reference codec
 // and take f32 dots in the fixed order of DotF32Ref (bit-identical to
