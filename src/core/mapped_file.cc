@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -43,6 +44,29 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+namespace {
+// Whether [data, data + bytes) lies in a mapping of a named file.
+bool FileBacked(const void* data, size_t bytes) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const uintptr_t a = uintptr_t(data), b = a + bytes;
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || b > hi) continue;
+    return line.find(" /") != std::string::npos;  // heap and anonymous maps have no path
+  }
+  return false;
+}
+}  // namespace
+
+void ReleaseFilePages(const void* data, size_t bytes) {
+  if (bytes < (1u << 20) || !FileBacked(data, bytes)) return;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(data) + page - 1) & ~(page - 1);
+  const uintptr_t end = (uintptr_t(data) + bytes) & ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 std::string ReadFileToString(const std::string& path) {

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace lowbit {
 
@@ -108,6 +109,7 @@ void Model::Validate() const {
           Fail("{}: tensor '{}' holds a non-finite value ({}) at element {}", path, t.name, buf[size_t(i)],
                r * n + i);
     }
+    ReleaseFilePages(t.data, t.bytes);  // so loading a large model does not keep every page resident
   }
 }
 

@@ -1,3 +1,5 @@
+// lowbit quantize: plan the per-tensor recipe, then stream tensors from the
+// source model through a QuantMethod into a GGUF file, one tensor at a time.
 #include "quant/pipeline.h"
 
 #include <sys/mman.h>
@@ -14,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/gguf_writer.h"
@@ -28,31 +31,6 @@ std::vector<SourceTensor> SourceTensors(const Model& model) {
   std::vector<SourceTensor> out;
   for (const TensorView& v : model.tensors()) out.push_back({v.name, v.shape, &GetFormat(v.type)});
   return out;
-}
-
-// Whether [data, data + bytes) lies in a file-backed mapping (/proc/self/maps).
-bool FileBacked(const void* data, size_t bytes) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  const uintptr_t a = uintptr_t(data), b = a + bytes;
-  while (std::getline(maps, line)) {
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || a < lo || b > hi) continue;
-    const size_t slash = line.find(" /");
-    return slash != std::string::npos;  // a path: a mapped file (heap/anonymous have none or [name])
-  }
-  return false;
-}
-
-// Drops the pages of a finished source tensor from this process's resident
-// set. Only for read-only file mappings, whose pages are simply re-read from
-// the file if touched again; owned (heap) tensors are left alone.
-void ReleasePages(const void* data, size_t bytes) {
-  if (bytes < (1u << 20) || !FileBacked(data, bytes)) return;
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (uintptr_t(data) + page - 1) & ~(page - 1);
-  const uintptr_t end = (uintptr_t(data) + bytes) & ~(page - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 bool IsQk(const std::string& name) {
@@ -124,6 +102,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
   writer.SetString("lowbit.quantize.format", options.recipe.format);
   if (options.prune.kind != PruneSpec::Kind::kNone) writer.SetString("lowbit.quantize.prune", options.prune.ToString());
   if (importance != nullptr) writer.SetString("quantize.imatrix.file", importance->description());
+  for (const auto& [key, value] : options.metadata) writer.SetString(key, value);
   for (const TensorPlan& t : recipe.tensors) writer.AddTensor(t.name, t.shape, *t.format);
   writer.WriteHeader();
 
@@ -211,7 +190,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
       tr.rel_rmse = norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
       writer.WriteTensorData(bytes);
     }
-    ReleasePages(view.data, view.bytes);
+    ReleaseFilePages(view.data, view.bytes);
     report.total_bytes += tr.bytes;
     report.parameters += t.elements();
     if (encode) {
