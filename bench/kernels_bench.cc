@@ -30,16 +30,23 @@ double CpuTime() {
 
 double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-// Best of `reps` timings of fn(i) (i = repetition index), in seconds.
+// Timings of `reps` calls fn(i) (i = repetition index), in seconds: the best
+// wall time, and the mean process CPU time divided by `threads` -- on a
+// machine shared with other jobs, the time the call would take if its
+// threads had the cores to themselves.
+struct Timing {
+  double best_wall, cpu_per_thread;
+};
 template <typename Fn>
-double BestTime(int reps, const Fn& fn) {
+Timing Time(int reps, int threads, const Fn& fn) {
   double best = 1e30;
+  const double c0 = CpuTime();
   for (int i = 0; i < reps; ++i) {
     const double t0 = Now();
     fn(i);
     best = std::min(best, Now() - t0);
   }
-  return best;
+  return {best, (CpuTime() - c0) / reps / threads};
 }
 
 // Sums 64-bit words with 8 independent accumulators: the compiler vectorizes
@@ -111,19 +118,21 @@ void Run(int threads, const std::vector<std::string>& formats) {
         });
       };
       const int reps = 20 * copies;
-      const double t_read = BestTime(reps, read);
+      const Timing t_read = Time(reps, threads, read);
       std::vector<float> x(size_t(128 * s.in), 0.5f), y(size_t(128 * s.out));
-      const double t_gemv = BestTime(reps, [&](int i) {
+      const Timing t_gemv = Time(reps, threads, [&](int i) {
         MatMul(m.views[size_t(i % copies)], x.data(), 1, y.data(), pool, false);
       });
-      const double t_gemm = BestTime(5, [&](int i) {
+      const Timing t_gemm = Time(5, threads, [&](int i) {
         MatMul(m.views[size_t(i % copies)], x.data(), 128, y.data(), pool, false);
       });
-      const double gb = double(bytes) / 1e9;
-      std::printf("%-5s %5lldx%-5lld %6.2f MB  read %6.1f GB/s  gemv %7.3f ms %6.1f GB/s (%3.0f%% of read)  "
-                  "gemm n=128 %7.2f ms %6.1f GFLOP/s\n",
-                  name.c_str(), (long long)s.out, (long long)s.in, double(bytes) / 1e6, gb / t_read, t_gemv * 1e3,
-                  gb / t_gemv, 100.0 * t_read / t_gemv, t_gemm * 1e3, 2.0 * double(s.out * s.in) * 128 / t_gemm / 1e9);
+      const double gb = double(bytes) / 1e9, flop = 2.0 * double(s.out * s.in) * 128;
+      std::printf("%-5s %5lldx%-5lld %6.2f MB | wall: read %5.1f GB/s gemv %5.1f GB/s (%3.0f%%) gemm %5.1f GFLOP/s"
+                  " | cpu-normalized: read %5.1f gemv %5.1f (%3.0f%%) gemm %5.1f\n",
+                  name.c_str(), (long long)s.out, (long long)s.in, double(bytes) / 1e6, gb / t_read.best_wall,
+                  gb / t_gemv.best_wall, 100.0 * t_read.best_wall / t_gemv.best_wall, flop / t_gemm.best_wall / 1e9,
+                  gb / t_read.cpu_per_thread, gb / t_gemv.cpu_per_thread,
+                  100.0 * t_read.cpu_per_thread / t_gemv.cpu_per_thread, flop / t_gemm.cpu_per_thread / 1e9);
     }
   }
 }
