@@ -326,6 +326,35 @@ TEST(KernelsTest, LargeBatchesCrossTokenChunks) {
   }
 }
 
+// The SIMD activation quantizers write the reference quantizers' bytes, on
+// every target: random rows plus ties (k + 0.5 after scaling), zeros, blocks
+// past the f16 range, tiny blocks whose 1/d overflows, and non-finite values.
+TEST(KernelsTest, ActivationQuantizersMatchReference) {
+  std::mt19937_64 rng(Seed() ^ 9);
+  const int64_t n = 32 * 12;
+  std::vector<float> x = RandomValues(rng, size_t(n), 3.0f);
+  for (int j = 0; j < 32; ++j) x[size_t(32 + j)] = float(j - 16) * 0.5f;       // ties at amax 8: x*id = k/2 * 127/8
+  for (int j = 0; j < 32; ++j) x[size_t(64 + j)] = float(j % 2 ? 127 : -127);  // codes exactly +-127
+  for (int j = 0; j < 32; ++j) x[size_t(96 + j)] = 0.0f;                       // scale 0
+  for (int j = 0; j < 32; ++j) x[size_t(128 + j)] = 1e9f * float(j - 7);       // beyond f16: saturated scale
+  for (int j = 0; j < 32; ++j) x[size_t(160 + j)] = 1e-42f * float(j);         // subnormal d: 1/d overflows
+  for (int j = 0; j < 32; ++j) x[size_t(192 + j)] = (float(j) + 0.5f) * (127.0f / 31.5f);  // x*id near k + 0.5
+  x[size_t(224 + 3)] = INFINITY;
+  x[size_t(256 + 5)] = -INFINITY;
+  for (DType act : {DTypeOf<Q8_0Format>(), DTypeOf<Q8_1Format>()}) {
+    const FormatInfo& af = GetFormat(act);
+    SCOPED_TRACE(std::string(af.name));
+    std::vector<uint8_t> want(af.RowBytes(n));
+    af.quantize(x.data(), 1, n, want.data(), nullptr);
+    ForEachTarget([&](const KernelTarget&) {
+      std::vector<uint8_t> got(want.size(), 0xAA);
+      ASSERT_TRUE(QuantizeActivations(act, x.data(), 1, n, got.data()));
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "byte " << i << " block " << i / size_t(af.block_bytes);
+    });
+  }
+  EXPECT_FALSE(QuantizeActivations(DTypeOf<Q8_KFormat>(), x.data(), 1, 256, nullptr));
+}
+
 // Edge blocks: all-zero weights (scale 0) and all-zero activations give 0;
 // extreme codes written by hand (q8_0 -128, every code at its maximum) stay exact.
 TEST(KernelsTest, QuantEdgeBlocks) {

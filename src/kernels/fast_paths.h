@@ -22,6 +22,10 @@ bool HasMatMulQuant(DType type);
 // `type` has no quantized kernel.
 bool QuantBlockSums(DType type, const uint8_t* w, const uint8_t* a, int64_t n, int32_t* out);
 
+// Quantizes rows x n activations to `act` with a SIMD quantizer whose bytes
+// equal the reference's (quantize_act.cc); false when `act` has none.
+bool QuantizeActivations(DType act, const float* x, int64_t rows, int64_t n, uint8_t* out);
+
 // Output rows per tile of the register-blocked kernels; MatMul splits work
 // over threads in whole tiles so every tile but the last is full.
 inline constexpr int64_t kRowTile = 4;

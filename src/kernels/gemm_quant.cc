@@ -2,8 +2,8 @@
 // activation type (FormatInfo::activation): integer block dots, scaled and
 // summed in f32.
 //   y (n, out) = x (n, in) @ W^T,  W (out, in) in a format of QuantKernelFormats.
-// The activations are quantized once per call with the activation format's
-// reference quantizer; each thread then walks its output rows in tiles of
+// The activations are quantized once per call (quantize_act.cc, or the
+// activation format's reference quantizer); each thread then walks its output rows in tiles of
 // 4 weight rows x Kernel<F>::kT tokens, every weight block prepared once per
 // tile. Kernels per format: quant_legacy-inl.h, quant_kquants-inl.h
 // (AVX2 / AVX3 / AVX3_DL); targets below AVX2 run the scalar references.
@@ -222,7 +222,8 @@ bool MatMulQuant(const TensorView& w, const float* x, int64_t n, float* y, Threa
   std::vector<uint8_t> a(a_row * size_t(n));
   std::vector<float> da(size_t(n * nb));
   pool.ParallelFor(n, [&](int64_t b, int64_t e) {
-    af.quantize(x + b * in, e - b, in, a.data() + size_t(b) * a_row, nullptr);
+    uint8_t* rows_out = a.data() + size_t(b) * a_row;
+    if (!QuantizeActivations(af.id, x + b * in, e - b, in, rows_out)) af.quantize(x + b * in, e - b, in, rows_out, nullptr);
     for (int64_t i = b * nb; i < e * nb; ++i) {
       const uint8_t* block = a.data() + size_t(i) * a_block;
       uint16_t h;
