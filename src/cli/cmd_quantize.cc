@@ -1,16 +1,56 @@
 // `lowbit quantize MODEL -o OUT.gguf --format F [--method rtn|rtn-mse|imatrix]
 //  [--imatrix STATS] [--keep REGEX]... [--tensor-type REGEX=FORMAT]...
 //  [--output-tensor-type F] [--token-embedding-type F] [--pure]
-//  [--prune magnitude:0.5|2:4] [--threads N] [--dry-run] [--json]`
-// The recipe, methods and streaming writer live in quant/ (docs/QUANTIZE.md).
+//  [--prune magnitude:0.5|2:4] [--threads N] [--dry-run] [--json]
+//  [--target-bpw B | --max-size BYTES] [--sensitivity RANKING.json | --data FILE]
+//  [--candidates q2_k,q3_k,q4_k,q5_k,q6_k,q8_0] [--samples N] [--seq-len L]`
+// The recipe, methods and streaming writer live in quant/ (docs/QUANTIZE.md);
+// with a budget the per-tensor formats come from quant/mixed_precision.h and
+// --format only names the file's base type (default: the most used choice).
 #include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "quant/method.h"
+#include "quant/mixed_precision.h"
 #include "quant/pipeline.h"
 
 namespace lowbit::cli {
+
+namespace {
+
+// Measures or reads the sensitivities, solves the knapsack, and puts the
+// per-tensor formats and the lowbit.recipe metadata into `q`.
+template <typename Options>
+void PlanMixed(const Options& o, const Model& model, QuantizeOptions* q) {
+  MixedPrecisionOptions mo;
+  mo.candidates = ParseFormatList(o.candidates, "--candidates");
+  mo.target_bpw = o.target_bpw;
+  mo.max_bytes = o.max_size;
+  mo.threads = o.model.threads;
+  SensitivityRanking ranking;
+  if (!o.sensitivity.empty()) {
+    ranking = SensitivityRanking::FromJson(ReadFileToString(o.sensitivity), o.sensitivity);
+  } else {
+    const KldProbe probe = MakeCalibrationProbe(model, ReadDataFile(o.data), o.data, o.samples, o.seq_len, 0,
+                                                MakeSessionOptions(o.model));
+    ranking = MeasureSensitivity(model, probe, mo.candidates, o.model.threads, !o.json);
+  }
+  const MixedPrecisionPlan plan = PlanMixedPrecision(model, ranking, mo);
+  q->recipe.tensor_formats = plan.TensorFormats();
+  q->metadata.emplace_back("lowbit.recipe", plan.ToJson());
+  if (q->recipe.format.empty()) {  // the base names the file: the format holding the most bytes
+    std::map<std::string, uint64_t> bytes;
+    for (const TensorChoice& t : plan.tensors) bytes[t.format] += t.bytes;
+    q->recipe.format = std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) {
+                         return a.second < b.second;
+                       })->first;
+  }
+  if (!o.json) fmt::print("{}", plan.ToTable());
+}
+
+}  // namespace
 
 Runner AddQuantizeCommand(CLI::App& app) {
   struct Options {
@@ -21,14 +61,20 @@ Runner AddQuantizeCommand(CLI::App& app) {
     std::string prune;
     bool json = false;
     bool dry_run = false;
+    double target_bpw = 0;
+    uint64_t max_size = 0;
+    std::string sensitivity;
+    std::string data;
+    std::string candidates = "q2_k,q3_k,q4_k,q5_k,q6_k,q8_0";
+    int samples = kSensitivitySamples;
+    int seq_len = 0;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a GGUF file (formats, presets, methods)");
   AddModelOptions(*cmd, &o->model);
   cmd->add_option("-o,--output", o->q.output, "output .gguf file")->required();
   cmd->add_option("-f,--format", o->q.recipe.format,
-                  "a weight format (lowbit formats) or a llama.cpp preset (Q4_K_M, Q5_K_S, Q3_K_L, Q2_K, Q8_0, ...)")
-      ->required();
+                  "a weight format (lowbit formats) or a llama.cpp preset (Q4_K_M, Q5_K_S, Q3_K_L, Q2_K, Q8_0, ...)");
   cmd->add_option("-m,--method", o->q.method, fmt::format("quantization method: {}", QuantMethodNames()));
   cmd->add_option("--imatrix", o->imatrix, "activation statistics (lowbit calibrate) for --method imatrix");
   cmd->add_option("--keep", o->q.recipe.keep, "leave tensors whose name matches REGEX in source precision");
@@ -39,7 +85,23 @@ Runner AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--prune", o->prune, "prune before quantizing: magnitude:FRACTION or 2:4");
   cmd->add_flag("--dry-run", o->dry_run, "print the recipe (format of every tensor) and write nothing");
   cmd->add_flag("--json", o->json, "print a JSON report");
+  cmd->add_option("--target-bpw", o->target_bpw, "mixed precision: bits per weight budget of the tensor data")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-size", o->max_size, "mixed precision: budget in bytes of the tensor data");
+  cmd->add_option("--sensitivity", o->sensitivity, "mixed precision: ranking JSON from lowbit sensitivity");
+  cmd->add_option("--data", o->data, "mixed precision: calibration text to measure the sensitivities on");
+  cmd->add_option("--candidates", o->candidates, "mixed precision: formats to choose from (comma-separated)");
+  cmd->add_option("--samples", o->samples, "mixed precision with --data: calibration windows (default 8)")
+      ->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--seq-len", o->seq_len, "mixed precision with --data: tokens per window")
+      ->check(CLI::Range(2, 1 << 20));
   return [o] {
+    const bool mixed = o->target_bpw > 0 || o->max_size > 0;
+    if (!mixed && o->q.recipe.format.empty()) Fail("quantize: no format given (--format F, or a --target-bpw budget)");
+    if (mixed && o->sensitivity.empty() == o->data.empty())
+      Fail("quantize: a --target-bpw/--max-size budget needs exactly one of --sensitivity RANKING.json or --data FILE");
+    if (!mixed && (!o->sensitivity.empty() || !o->data.empty()))
+      Fail("quantize: --sensitivity/--data need a budget (--target-bpw B or --max-size BYTES)");
     for (const std::string& tt : o->tensor_types) {
       const size_t eq = tt.rfind('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == tt.size())
@@ -53,6 +115,7 @@ Runner AddQuantizeCommand(CLI::App& app) {
     std::unique_ptr<ImportanceSource> importance;
     if (!o->imatrix.empty()) importance = LoadImportance(o->imatrix);
     const std::unique_ptr<Model> model = OpenModel(o->model);
+    if (mixed) PlanMixed(*o, *model, &o->q);
     if (o->dry_run) {
       RecipeOptions ro = o->q.recipe;
       ro.has_imatrix = importance != nullptr;

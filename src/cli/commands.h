@@ -24,6 +24,7 @@ Runner AddBenchCommand(CLI::App& app);
 Runner AddFormatsCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddCalibrateCommand(CLI::App& app);
+Runner AddSensitivityCommand(CLI::App& app);
 
 // Options every model-consuming command shares.
 struct ModelOptions {

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   add(cli::AddFormatsCommand);
   add(cli::AddQuantizeCommand);
   add(cli::AddCalibrateCommand);
+  add(cli::AddSensitivityCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

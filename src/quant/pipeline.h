@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/model.h"
@@ -32,6 +33,9 @@ struct QuantizeOptions {
   PruneSpec prune;
   int threads = 0;
   bool progress = true;  // progress bar on stderr
+  // Extra string metadata written after lowbit.quantize.* (key -> value), e.g.
+  // lowbit.recipe from the mixed-precision planner (quant/mixed_precision.h).
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 struct TensorReport {

@@ -305,6 +305,7 @@ Recipe PlanRecipe(const std::vector<SourceTensor>& tensors, const RecipeModelInf
     int matches = 0;
   };
   std::vector<Override> keeps, types;
+  size_t tensor_format_matches = 0;
   for (const std::string& k : options.keep) keeps.push_back({CompileRegex(k, "--keep"), k, nullptr});
   for (const auto& [re, name] : options.tensor_types)
     types.push_back({CompileRegex(re, "--tensor-type"), re,
@@ -400,6 +401,13 @@ Recipe PlanRecipe(const std::vector<SourceTensor>& tensors, const RecipeModelInf
       chosen = embd_type;
       p.rule = fmt::format("--token-embedding-type {}", embd_type->name);
     }
+    if (auto it = options.tensor_formats.find(t.name); it != options.tensor_formats.end()) {
+      chosen = ByName(it->second);
+      if (chosen == nullptr || !chosen->weight_format)
+        Fail("per-tensor format map: '{}' for tensor '{}' is not a weight format", it->second, t.name);
+      p.rule = fmt::format("mixed precision: {}", chosen->name);
+      ++tensor_format_matches;
+    }
     LOWBIT_CHECK(chosen != nullptr);
     p.format = &FitRowLength(*chosen, n, &p.fallback);
     p.quantize = p.format != p.source;
@@ -407,6 +415,11 @@ Recipe PlanRecipe(const std::vector<SourceTensor>& tensors, const RecipeModelInf
     recipe.tensors.push_back(std::move(p));
   }
 
+  if (tensor_format_matches != options.tensor_formats.size())
+    for (const auto& [name, format] : options.tensor_formats)
+      if (std::none_of(recipe.tensors.begin(), recipe.tensors.end(),
+                       [&](const TensorPlan& p) { return p.weight && p.name == name; }))
+        Fail("per-tensor format map: '{}' is not a quantizable tensor of the model", name);
   for (const Override& k : keeps)
     if (k.matches == 0) Fail("--keep '{}' matches no tensor of the model", k.pattern);
   for (const Override& o : types)

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -63,6 +64,10 @@ struct RecipeOptions {
   std::string output_tensor_type;          // "" = rules
   std::string token_embedding_type;        // "" = rules
   bool has_imatrix = false;                // some mixing rules depend on it
+  // Exact tensor name -> format name, strongest of all (the mixed-precision
+  // planner's per-tensor choice, quant/mixed_precision.h). Every name must be
+  // a quantizable tensor; the shape fallback still applies.
+  std::map<std::string, std::string> tensor_formats;
 };
 
 struct TensorPlan {
