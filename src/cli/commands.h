@@ -25,6 +25,7 @@ Runner AddFormatsCommand(CLI::App& app);
 Runner AddQuantizeCommand(CLI::App& app);
 Runner AddCalibrateCommand(CLI::App& app);
 Runner AddSensitivityCommand(CLI::App& app);
+Runner AddCompareCommand(CLI::App& app);
 
 // Options every model-consuming command shares.
 struct ModelOptions {

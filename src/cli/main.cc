@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   add(cli::AddQuantizeCommand);
   add(cli::AddCalibrateCommand);
   add(cli::AddSensitivityCommand);
+  add(cli::AddCompareCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,202 @@
+// report.md / report.json / report.html of `lowbit compare` (see compare.h).
+// The HTML is one file: inline CSS, the table, and the three inline SVG
+// figures of report/plots.h; no scripts, fonts or images from elsewhere.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "report/compare.h"
+#include "report/plots.h"
+#include "report/svg.h"
+
+namespace lowbit::report {
+
+namespace {
+
+std::string Mib(uint64_t bytes) { return fmt::format("{:.1f}", double(bytes) / (1 << 20)); }
+
+struct Column {
+  const char* head;
+  std::string (*cell)(const VariantResult&);
+};
+
+// One list of columns for both the Markdown and the HTML table.
+const std::vector<Column>& Columns() {
+  static const std::vector<Column> kColumns = {
+      {"variant", [](const VariantResult& r) { return r.name; }},
+      {"method", [](const VariantResult& r) { return r.method; }},
+      {"file bytes", [](const VariantResult& r) { return fmt::format("{}", r.file_bytes); }},
+      {"bpw", [](const VariantResult& r) { return fmt::format("{:.3f}", r.bits_per_weight); }},
+      {"PPL", [](const VariantResult& r) { return fmt::format("{:.4f}", r.ppl); }},
+      {"ΔPPL", [](const VariantResult& r) {
+         return r.source ? std::string("-") : fmt::format("{:+.4f} ({:+.2f}%)", r.ppl_delta, r.ppl_delta_pct);
+       }},
+      {"mean KLD", [](const VariantResult& r) { return fmt::format("{:.6f}", r.kld_mean); }},
+      {"p99 KLD", [](const VariantResult& r) { return fmt::format("{:.6f}", r.kld_p99); }},
+      {"top-1 agree", [](const VariantResult& r) { return fmt::format("{:.2f}%", 100 * r.top1); }},
+      {"pp t/s", [](const VariantResult& r) { return fmt::format("{:.1f}", r.pp_tokens_per_s); }},
+      {"tg t/s", [](const VariantResult& r) { return fmt::format("{:.1f}", r.tg_tokens_per_s); }},
+      {"quantize s", [](const VariantResult& r) {
+         return r.source ? std::string("-") : fmt::format("{:.2f}", r.quantize_seconds);
+       }},
+      {"peak RSS MiB", [](const VariantResult& r) { return Mib(r.peak_rss_bytes); }},
+  };
+  return kColumns;
+}
+
+std::string Protocol(const CompareResult& r) {
+  return fmt::format(
+      "{} chunks x ctx {} of `{}` (llama.cpp protocol, {} scored tokens, the same for every row); KLD and top-1 "
+      "against the source's log-probs; speed: pp {} / tg {} tokens, {} repetition(s), {} threads",
+      r.chunks, r.ctx, r.data, r.tokens_scored, r.bench_prompt, r.bench_gen, r.bench_reps,
+      r.threads > 0 ? fmt::format("{}", r.threads) : std::string("all"));
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  AtomicFileWriter w(path);
+  w.Write(text.data(), text.size());
+  w.Commit();
+}
+
+}  // namespace
+
+std::string CompareMarkdown(const CompareResult& r) {
+  std::string md = fmt::format("# lowbit compare: {}\n\n{}.\n\n", r.model, Protocol(r));
+  std::string head = "|", rule = "|";
+  for (const Column& c : Columns()) head += fmt::format(" {} |", c.head), rule += "---|";
+  md += head + "\n" + rule + "\n";
+  for (const VariantResult& row : r.rows) {
+    md += "|";
+    for (const Column& c : Columns()) md += fmt::format(" {} |", c.cell(row));
+    md += "\n";
+  }
+  md += "\nPeak RSS is the process's high-water mark after each quantization (it only grows down the table).\n";
+  if (!r.imatrix.empty()) md += fmt::format("imatrix statistics: `{}`\n", r.imatrix);
+  return md;
+}
+
+std::string CompareJson(const CompareResult& r) {
+  nlohmann::json j;
+  j["model"] = r.model;
+  j["data"] = r.data;
+  j["protocol"] = "llamacpp";
+  j["ctx"] = r.ctx;
+  j["chunks"] = r.chunks;
+  j["tokens_scored"] = r.tokens_scored;
+  j["ppl_source"] = r.ppl_source;
+  j["bench"] = {{"prompt_tokens", r.bench_prompt}, {"gen_tokens", r.bench_gen}, {"repetitions", r.bench_reps},
+                {"threads", r.threads}};
+  j["histogram_tensor"] = r.tensor;
+  j["imatrix"] = r.imatrix;
+  j["rows"] = nlohmann::json::array();
+  for (const VariantResult& v : r.rows) {
+    nlohmann::json row = {{"name", v.name},
+                          {"format", v.format},
+                          {"method", v.method},
+                          {"source", v.source},
+                          {"file", v.file},
+                          {"file_bytes", v.file_bytes},
+                          {"bits_per_weight", v.bits_per_weight},
+                          {"ppl", v.ppl},
+                          {"ppl_delta", v.ppl_delta},
+                          {"ppl_delta_pct", v.ppl_delta_pct},
+                          {"kld_mean", v.kld_mean},
+                          {"kld_stderr", v.kld_stderr},
+                          {"kld_p99", v.kld_p99},
+                          {"kld_max", v.kld_max},
+                          {"top1_agreement", v.top1},
+                          {"pp_tokens_per_s", v.pp_tokens_per_s},
+                          {"tg_tokens_per_s", v.tg_tokens_per_s},
+                          {"quantize_seconds", v.quantize_seconds},
+                          {"peak_rss_bytes", v.peak_rss_bytes},
+                          {"fallbacks", v.fallbacks}};
+    row["tensors"] = nlohmann::json::array();
+    for (const VariantTensorError& t : v.tensors)
+      row["tensors"].push_back({{"name", t.name}, {"format", t.format}, {"rel_rmse", t.rel_rmse}});
+    j["rows"].push_back(std::move(row));
+  }
+  return j.dump(2);
+}
+
+std::string CompareHtml(const CompareResult& r) {
+  // (a) histograms: every quantized variant against the original.
+  std::vector<HistogramPanel> panels;
+  for (const VariantResult& v : r.rows)
+    if (!v.source) panels.push_back({v.name, v.histogram_values});
+  // (b) per-tensor error: tensors in the first variant's order.
+  std::vector<std::string> tensors;
+  for (const VariantResult& v : r.rows)
+    if (!v.source && tensors.empty())
+      for (const VariantTensorError& t : v.tensors) tensors.push_back(t.name);
+  std::vector<ErrorSeries> series;
+  for (const VariantResult& v : r.rows) {
+    if (v.source) continue;
+    ErrorSeries s{v.name, std::vector<double>(tensors.size(), 0.0)};
+    for (size_t i = 0; i < tensors.size(); ++i)
+      for (const VariantTensorError& t : v.tensors)
+        if (t.name == tensors[i]) s.rel_rmse[i] = t.rel_rmse;
+    series.push_back(std::move(s));
+  }
+  // (c) size vs quality.
+  std::vector<SizeQualityPoint> points;
+  for (const VariantResult& v : r.rows)
+    if (!v.source) points.push_back({v.name, v.bits_per_weight, v.kld_mean});
+
+  std::string table = "<table>\n<tr>";
+  for (const Column& c : Columns()) table += fmt::format("<th>{}</th>", XmlEscape(c.head));
+  table += "</tr>\n";
+  for (const VariantResult& row : r.rows) {
+    table += row.source ? "<tr class=\"source\">" : "<tr>";
+    for (const Column& c : Columns()) table += fmt::format("<td>{}</td>", XmlEscape(c.cell(row)));
+    table += "</tr>\n";
+  }
+  table += "</table>\n";
+
+  return fmt::format(
+      R"html(<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>lowbit compare: {0}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px 32px; color: #222; max-width: 1340px; }}
+h1 {{ font-size: 22px; margin-bottom: 4px; }}
+h2 {{ font-size: 17px; margin: 28px 0 6px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }}
+p.note {{ color: #555; font-size: 13px; margin: 4px 0 10px; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }}
+th {{ background: #f0f3f7; }}
+td:first-child, th:first-child, td:nth-child(2) {{ text-align: left; }}
+tr.source td {{ background: #f7f7f2; font-style: italic; }}
+figure {{ margin: 8px 0 16px; overflow-x: auto; }}
+figcaption {{ font-size: 13px; color: #555; margin-top: 4px; }}
+</style>
+</head>
+<body>
+<h1>lowbit compare: {0}</h1>
+<p class="note">{1}.</p>
+<h2>Summary</h2>
+{2}<p class="note">ΔPPL is against the source row. Peak RSS is the process's high-water mark after each quantization (it only grows down the table).</p>
+<h2>Size against quality</h2>
+<figure>{3}<figcaption>Mean KL divergence from the source model's next-token distribution against bits per weight. Points on the dashed line are Pareto-optimal: no other variant is both smaller and closer to the source. The source row (KLD 0) is off the log scale.</figcaption></figure>
+<h2>Quantization error per tensor</h2>
+<figure>{4}<figcaption>Relative RMS error of each quantized weight tensor (log scale), blocks in model order.</figcaption></figure>
+<h2>Weights of {5}</h2>
+<figure>{6}<figcaption>Histogram of {5}'s original weights (grey) and of each variant's dequantized weights: the quantization grid shows as spikes.</figcaption></figure>
+</body>
+</html>
+)html",
+      XmlEscape(r.model), XmlEscape(Protocol(r)), table, SizeQualitySvg(points), LayerErrorSvg(tensors, series),
+      XmlEscape(r.tensor), WeightHistogramSvg(r.tensor, r.tensor_original, panels));
+}
+
+void WriteCompareReport(const CompareResult& r, const std::string& dir) {
+  const std::filesystem::path d(dir);
+  WriteText((d / "report.md").string(), CompareMarkdown(r));
+  WriteText((d / "report.json").string(), CompareJson(r) + "\n");
+  WriteText((d / "report.html").string(), CompareHtml(r));
+}
+
+}  // namespace lowbit::report
