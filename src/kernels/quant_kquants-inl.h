@@ -45,7 +45,9 @@ HWY_INLINE __m128i UnpackScalesMins8(const uint8_t* packed) {
   u[1] = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);          // sc4..sc7
   u[2] = m0;
   u[0] &= kLow6;                                                  // sc0..sc3
-  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+  // Inserted, not stored and reloaded: four 32-bit stores read back as one
+  // 128-bit load miss store forwarding.
+  return _mm_setr_epi32(int(u[0]), int(u[1]), int(u[2]), int(u[3]));
 }
 // Byte-shuffle controls that broadcast i16 lane j of each 128-bit half.
 struct PickI16Controls {
