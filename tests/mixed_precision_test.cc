@@ -256,6 +256,16 @@ TEST_F(Stories, BudgetBelowTheSmallestCandidateIsAClearError) {
   EXPECT_THROW(PlanMixedPrecision(*model_, *ranking_, mo), Error);
 }
 
+TEST_F(Stories, KeptTensorsStayOutOfThePlan) {
+  MixedPrecisionOptions mo;
+  mo.target_bpw = 11.0;  // output.weight (128 KiB of f32) stays f32
+  mo.keep = {"^output\\."};
+  const MixedPrecisionPlan plan = PlanMixedPrecision(*model_, *ranking_, mo);
+  for (const TensorChoice& t : plan.tensors) EXPECT_NE(t.name, "output.weight");
+  EXPECT_LE(plan.total_bytes, plan.budget_bytes);
+  EXPECT_GE(plan.fixed_bytes, model_->Get("output.weight").bytes);
+}
+
 TEST_F(Stories, UnmeasuredFormatsAreScaledByRelativeMse) {
   // Keep only the q8_0 measurements (and f16, all that rows of 172 can store):
   // the other candidates are estimated.

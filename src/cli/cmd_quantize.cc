@@ -29,6 +29,7 @@ void PlanMixed(const Options& o, const Model& model, QuantizeOptions* q) {
   mo.target_bpw = o.target_bpw;
   mo.max_bytes = o.max_size;
   mo.threads = o.model.threads;
+  mo.keep = q->recipe.keep;
   SensitivityRanking ranking;
   if (!o.sensitivity.empty()) {
     ranking = SensitivityRanking::FromJson(ReadFileToString(o.sensitivity), o.sensitivity);

@@ -102,6 +102,7 @@ MixedPrecisionPlan PlanMixedPrecision(const Model& model, const SensitivityRanki
   RecipeOptions ro;
   ro.format = std::string(candidates.front()->name);
   ro.pure = true;
+  ro.keep = options.keep;
   const Recipe recipe = PlanModelRecipe(model, ro);
 
   MixedPrecisionPlan plan;
@@ -168,7 +169,10 @@ MixedPrecisionPlan PlanMixedPrecision(const Model& model, const SensitivityRanki
   }
   plan.smallest_bytes += plan.fixed_bytes;
   std::string names;
-  for (const FormatInfo* c : candidates) names += (names.empty() ? "" : ",") + std::string(c->name);
+  for (const FormatInfo* c : candidates) {
+    if (!names.empty()) names += ',';
+    names += c->name;
+  }
   if (plan.budget_bytes < plan.smallest_bytes)
     Fail("size budget of {} bytes ({:.4f} bits/weight) is below the smallest the candidates {} allow: {} bytes "
          "({:.4f} bits/weight, every tensor at its smallest candidate; {} bytes of tensors are not quantized)",

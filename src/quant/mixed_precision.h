@@ -60,6 +60,7 @@ struct MixedPrecisionOptions {
   std::vector<const FormatInfo*> candidates;  // default: q2_k, q3_k, q4_k, q5_k, q6_k, q8_0
   double target_bpw = 0;                      // > 0: budget from bits per weight
   uint64_t max_bytes = 0;                     // > 0: budget in bytes of tensor data
+  std::vector<std::string> keep;              // --keep regexes: those tensors stay in the source type
   int threads = 0;
 };
 
