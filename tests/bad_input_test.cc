@@ -17,26 +17,12 @@
 namespace lowbit {
 namespace {
 
+using ::lowbit::testing::CommandResult;
+using ::lowbit::testing::RunLowbit;
+
 namespace fs = std::filesystem;
 using ::lowbit::testing::SharedPath;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout + stderr
-};
-
-Result RunLowbit(const std::string& args) {
-  const std::string cmd = std::string(LOWBIT_BINARY) + " " + args + " 2>&1";
-  std::FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 std::string TempDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/lowbit_bad_input/" + name;
@@ -52,7 +38,7 @@ void WriteFile(const std::string& path, const std::string& bytes) {
 // Expects a clean failure: exit code 1 and one "lowbit: error:" line that
 // mentions `file` and `problem`.
 void ExpectCleanError(const std::string& args, const std::string& file, const std::string& problem) {
-  const Result r = RunLowbit(args);
+  const CommandResult r = RunLowbit(args);
   EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
   EXPECT_NE(r.output.find("lowbit: error:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(file), std::string::npos) << "error does not name " << file << ": " << r.output;
@@ -140,7 +126,7 @@ TEST(BadInput, BadFlagsAndArguments) {
   EXPECT_NE(RunLowbit("frobnicate").exit_code, 0);
   EXPECT_NE(RunLowbit("run").exit_code, 0);  // MODEL is required
   LOWBIT_REQUIRE_SHARED(kGguf);
-  const Result r = RunLowbit("run " + SharedPath(kGguf) + " --temp -1");
+  const CommandResult r = RunLowbit("run " + SharedPath(kGguf) + " --temp -1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--temp"), std::string::npos) << r.output;
   ExpectCleanError("ppl " + SharedPath(kGguf) + " --data /nonexistent.txt", "/nonexistent.txt", "cannot open");
@@ -153,7 +139,7 @@ TEST(BadInput, BadFlagsAndArguments) {
 
 TEST(BadInput, EveryCommandHasHelp) {
   for (const char* cmd : {"", "run ", "ppl ", "kld ", "inspect "}) {
-    const Result r = RunLowbit(std::string(cmd) + "--help");
+    const CommandResult r = RunLowbit(std::string(cmd) + "--help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << cmd << r.output;
   }
@@ -161,7 +147,7 @@ TEST(BadInput, EveryCommandHasHelp) {
 
 TEST(Cli, RunJsonReportsTextAndSpeed) {
   LOWBIT_REQUIRE_SHARED(kGguf);
-  const Result r = RunLowbit("run " + SharedPath(kGguf) + " -n 12 --json --threads 1");
+  const CommandResult r = RunLowbit("run " + SharedPath(kGguf) + " -n 12 --json --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("\"text\": \"Once upon a time, there was a little girl"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("\"gen_tokens_per_s\""), std::string::npos);

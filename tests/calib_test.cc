@@ -31,6 +31,9 @@
 namespace lowbit {
 namespace {
 
+using ::lowbit::testing::CommandResult;
+using ::lowbit::testing::RunLowbit;
+
 namespace fs = std::filesystem;
 using ::lowbit::testing::SharedPath;
 
@@ -631,23 +634,6 @@ TEST(CalibObservers, ParsingAndErrors) {
 
 // ---- CLI ----
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result RunLowbit(const std::string& args, bool merge_stderr) {
-  const std::string cmd = std::string(LOWBIT_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  std::FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 TEST(CalibCli, CalibrateWritesStatsAndReports) {
   LOWBIT_REQUIRE_SHARED(kStories);
@@ -656,7 +642,7 @@ TEST(CalibCli, CalibrateWritesStatsAndReports) {
   const std::string data = TempPath("calib.txt");
   std::ofstream(data) << TextHead(20000);
   const std::string out = TempPath("stats.gguf");
-  const Result r = RunLowbit(fmt::format("calibrate {} --data {} --samples 4 --seq-len 32 --seed 5 -o {} --json -t 1",
+  const CommandResult r = RunLowbit(fmt::format("calibrate {} --data {} --samples 4 --seq-len 32 --seed 5 -o {} --json -t 1",
                                          SharedPath(kStories), data, out),
                              false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -690,7 +676,7 @@ TEST(CalibCli, EmptyCalibrationFileIsAClearError) {
   const std::string data = TempPath("empty_calib.txt");
   std::ofstream(data).flush();
   const std::string out = TempPath("never.gguf");
-  const Result r = RunLowbit(fmt::format("calibrate {} --data {} -o {}", SharedPath(kStories), data, out), true);
+  const CommandResult r = RunLowbit(fmt::format("calibrate {} --data {} -o {}", SharedPath(kStories), data, out), true);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("lowbit: error: " + data + ": calibration file is empty"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(out));

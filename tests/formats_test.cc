@@ -24,6 +24,7 @@
 #include "core/fp8.h"
 #include "formats/all_formats.h"
 #include "formats/format.h"
+#include "test_util.h"
 #include "formats/quant_util.h"
 
 namespace lowbit {
@@ -330,13 +331,9 @@ TEST(FormatTable, PrivateGgufIdsArePinned) {
 // binary has not been built, e.g. when only this test target was built).
 TEST(FormatsCommand, JsonListsEveryFormat) {
   if (!std::filesystem::exists(LOWBIT_BINARY)) GTEST_SKIP() << LOWBIT_BINARY << " not built";
-  std::FILE* p = popen((std::string(LOWBIT_BINARY) + " formats --json").c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t got;
-  while ((got = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, got);
-  ASSERT_EQ(pclose(p), 0) << out;
+  const ::lowbit::testing::CommandResult r = ::lowbit::testing::RunLowbit("formats --json", /*merge_stderr=*/false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string& out = r.output;
   const nlohmann::json j = nlohmann::json::parse(out);
   ASSERT_EQ(j.size(), AllFormats().size());
   for (const FormatInfo& f : AllFormats()) {

@@ -23,29 +23,15 @@
 namespace lowbit {
 namespace {
 
+using ::lowbit::testing::CommandResult;
+using ::lowbit::testing::RunLowbit;
+
 namespace fs = std::filesystem;
 using ::lowbit::testing::SharedPath;
 
 constexpr const char* kLlamaVocab = "data/tokenizer-tests/ggml-vocab-llama-spm.gguf";
 constexpr const char* kGpt2Vocab = "data/tokenizer-tests/ggml-vocab-gpt-2.gguf";
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout, plus stderr when merged
-};
-
-Result RunLowbit(const std::string& args, bool merge_stderr = true) {
-  const std::string cmd = std::string(LOWBIT_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  std::FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 std::string TempPath(const std::string& name) {
   const fs::path dir = fs::path(::testing::TempDir()) / "lowbit_synth";
@@ -58,7 +44,7 @@ std::string TempPath(const std::string& name) {
 std::string Synth(const std::string& arch, const std::string& type, int seed, const std::string& name) {
   const std::string path = TempPath(name);
   const std::string vocab = SharedPath(arch == "gpt2" ? kGpt2Vocab : kLlamaVocab);
-  const Result r = RunLowbit(fmt::format("synth --arch {} --shape tiny --type {} --seed {} -o {} --vocab-from {}", arch,
+  const CommandResult r = RunLowbit(fmt::format("synth --arch {} --shape tiny --type {} --seed {} -o {} --vocab-from {}", arch,
                                          type, seed, path, vocab));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   return path;
@@ -182,7 +168,7 @@ TEST(Synth, BadRequestsFailCleanlyAndLeaveNoFile) {
            {"synth --arch gpt2 --shape tiny -o " + path + vocab, "does not suit --arch gpt2"},
            {"synth --shape tiny -o /nonexistent-dir/out.gguf" + vocab, "/nonexistent-dir/out.gguf"},
        }) {
-    const Result r = RunLowbit(c.args);
+    const CommandResult r = RunLowbit(c.args);
     EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.output;
     EXPECT_NE(r.output.find("lowbit: error:"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find(c.expect), std::string::npos) << "expected '" << c.expect << "' in: " << r.output;
@@ -193,7 +179,7 @@ TEST(Synth, BadRequestsFailCleanlyAndLeaveNoFile) {
 TEST(Bench, SmokeJsonHasEveryField) {
   LOWBIT_REQUIRE_SHARED(kLlamaVocab);
   const std::string path = Synth("llama", "f16", 1, "bench.gguf");
-  const Result r = RunLowbit("bench " + path + " -p 8 -n 4 -r 1 --threads 2 --json", /*merge_stderr=*/false);
+  const CommandResult r = RunLowbit("bench " + path + " -p 8 -n 4 -r 1 --threads 2 --json", /*merge_stderr=*/false);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json j = nlohmann::json::parse(r.output);
   for (const char* k :
