@@ -416,10 +416,12 @@ Recipe PlanRecipe(const std::vector<SourceTensor>& tensors, const RecipeModelInf
   }
 
   if (tensor_format_matches != options.tensor_formats.size())
-    for (const auto& [name, format] : options.tensor_formats)
+    for (const auto& entry : options.tensor_formats) {
+      const std::string& name = entry.first;  // not a structured binding: clang 14 cannot capture those
       if (std::none_of(recipe.tensors.begin(), recipe.tensors.end(),
                        [&](const TensorPlan& p) { return p.weight && p.name == name; }))
         Fail("per-tensor format map: '{}' is not a quantizable tensor of the model", name);
+    }
   for (const Override& k : keeps)
     if (k.matches == 0) Fail("--keep '{}' matches no tensor of the model", k.pattern);
   for (const Override& o : types)
