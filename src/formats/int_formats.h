@@ -161,7 +161,8 @@ struct Codec {
     const float q = std::nearbyint(x / p.scale) + float(p.zero);
     return uint8_t(std::clamp(q, float(kMinCode), float(kMaxCode)));
   }
-  static float Decode(uint8_t u, Params p) { return p.scale * float(int(u) - p.zero); }
+  // In float: a corrupt file may hold any i32 zero-point, and int(u) - INT_MIN overflows.
+  static float Decode(uint8_t u, Params p) { return p.scale * (float(u) - float(p.zero)); }
   static void MinMax(const float* x, int64_t count, float* lo, float* hi) {
     for (int64_t i = 0; i < count; ++i) {
       *lo = std::min(*lo, x[i]);
