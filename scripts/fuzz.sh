@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target of the asan build for N seconds (default 20),
-# seeded with real files from ../shared where one fits the parser.
+# seeded with real files from ../shared where one fits the parser; a fixed
+# libFuzzer seed keeps CI runs repeatable (new inputs come from longer local runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-20}"
@@ -17,7 +18,7 @@ for fuzzer in build/asan/fuzz/fuzz_*; do
     fuzz_tokenizer_llama2c) cp -n "$SHARED"/models/stories260K/tok512.bin "$corpus"/ 2>/dev/null || true ;;
   esac
   echo "fuzz: $name for ${secs}s"
-  if ! "$fuzzer" -max_total_time="$secs" -artifact_prefix="build/asan/$name-" -rss_limit_mb=4096 -max_len=65536 "$corpus" >"build/asan/$name.log" 2>&1; then
+  if ! "$fuzzer" -seed=1 -max_total_time="$secs" -artifact_prefix="build/asan/$name-" -rss_limit_mb=4096 -max_len=65536 "$corpus" >"build/asan/$name.log" 2>&1; then
     echo "fuzz: $name FAILED; last lines of build/asan/$name.log:" >&2
     tail -40 "build/asan/$name.log" >&2
     status=1
