@@ -1,0 +1,154 @@
+// ForwardBlock: the readable FP32 forward pass of one Llama-family or GPT-2
+// block. Shapes are written beside every buffer: n = tokens in this batch,
+// d = dim, q = n_heads * head_dim, kv = n_kv_heads * head_dim, f = ffn_dim.
+#include "runtime/block.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "formats/format.h"
+#include "kernels/dot_ref.h"
+#include "kernels/matmul.h"
+#include "model/model.h"
+#include "runtime/ops.h"
+
+namespace lowbit {
+
+WeightLookup ModelWeights(const Model& model) {
+  return [&model](const std::string& name) -> const TensorView& { return model.Get(name); };
+}
+
+void EmbedTokens(const ModelConfig& c, const WeightLookup& get, std::span<const int32_t> tokens, int pos0, float* x) {
+  const int64_t n = int64_t(tokens.size()), d = c.dim;
+  const TensorView& embd = get("token_embd.weight");
+  for (int64_t t = 0; t < n; ++t) DequantizeRows(embd, tokens[size_t(t)], 1, &x[t * d]);
+  if (c.arch == Arch::kGpt2) {
+    const TensorView& pe = get("position_embd.weight");
+    std::vector<float> row(static_cast<size_t>(d));
+    for (int64_t t = 0; t < n; ++t) {
+      DequantizeRows(pe, pos0 + t, 1, row.data());
+      for (int64_t i = 0; i < d; ++i) x[t * d + i] += row[size_t(i)];
+    }
+  }
+}
+
+void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
+  const ModelConfig& c = *args.config;
+  const WeightLookup& get = *args.weights;
+  ThreadPool& pool = *args.pool;
+  const int l = args.layer, pos0 = args.pos0;
+  const bool gpt2 = c.arch == Arch::kGpt2;
+  const int64_t d = c.dim, hd = c.head_dim, f = c.ffn_dim;
+  const int64_t q_dim = int64_t(c.n_heads) * hd, kv_dim = int64_t(c.n_kv_heads) * hd;
+  const int group = c.n_heads / c.n_kv_heads;  // query heads per KV head
+  float* kc = args.key_cache;    // (ctx, kv)
+  float* vc = args.value_cache;  // (ctx, kv)
+
+  std::vector<float> xn(size_t(n * d));            // normed input (n, d)
+  std::vector<float> q(size_t(n * q_dim));         // queries (n, q)
+  std::vector<float> k(size_t(n * kv_dim));        // keys (n, kv)
+  std::vector<float> v(size_t(n * kv_dim));        // values (n, kv)
+  std::vector<float> att_out(size_t(n * q_dim));   // attention output (n, q)
+  std::vector<float> proj(size_t(n * d));          // block output to add (n, d)
+  std::vector<float> h1(size_t(n * f));            // MLP hidden (n, f)
+  std::vector<float> h2(gpt2 ? 0 : size_t(n * f)); // SwiGLU up branch (n, f)
+
+  auto layer_tensor = [&](const char* name) -> const TensorView& { return get(fmt::format("blk.{}.{}", l, name)); };
+  auto norm = [&](const char* name, const float* in, float* dst) {
+    const TensorView& w = get(fmt::format("blk.{}.{}.weight", l, name));
+    if (gpt2)
+      LayerNorm(in, w, get(fmt::format("blk.{}.{}.bias", l, name)), c.norm_eps, n, d, dst);
+    else
+      RmsNorm(in, w, c.norm_eps, n, d, dst);
+  };
+  const float att_scale = 1.0f / std::sqrt(float(hd));
+  // y (n, out) = x (n, in) @ W^T through the fast kernels, or the scalar
+  // references; returns true when the caller asked to stop after this input.
+  auto matmul = [&](const char* name, const float* in, float* y) {
+    const TensorView& w = layer_tensor(name);
+    if (args.on_matmul_input != nullptr && *args.on_matmul_input) (*args.on_matmul_input)(w, in, n);
+    if (args.stop_after != nullptr && std::strcmp(args.stop_after, name) == 0) return true;
+    MatMul(w, in, n, y, pool, args.reference);
+    return false;
+  };
+
+  // ---- attention ----
+  norm("attn_norm", x, xn.data());
+  if (gpt2) {
+    // Fused QKV: (n, 3d) = xn @ Wqkv^T + b, split into q, k, v.
+    std::vector<float> qkv(size_t(n * 3 * d));
+    if (matmul("attn_qkv.weight", xn.data(), qkv.data())) return;
+    AddBias(layer_tensor("attn_qkv.bias"), n, qkv.data());
+    for (int64_t t = 0; t < n; ++t) {
+      const float* row = &qkv[size_t(t * 3 * d)];
+      std::copy(row, row + d, &q[size_t(t * d)]);
+      std::copy(row + d, row + 2 * d, &k[size_t(t * d)]);
+      std::copy(row + 2 * d, row + 3 * d, &v[size_t(t * d)]);
+    }
+  } else {
+    if (matmul("attn_q.weight", xn.data(), q.data())) return;
+    if (matmul("attn_k.weight", xn.data(), k.data())) return;
+    if (matmul("attn_v.weight", xn.data(), v.data())) return;
+    if (c.qkv_bias) {
+      AddBias(layer_tensor("attn_q.bias"), n, q.data());
+      AddBias(layer_tensor("attn_k.bias"), n, k.data());
+      AddBias(layer_tensor("attn_v.bias"), n, v.data());
+    }
+    const bool interleaved = c.rope_style == RopeStyle::kInterleaved;
+    for (int64_t t = 0; t < n; ++t) {
+      Rope(&q[size_t(t * q_dim)], c.n_heads, int(hd), pos0 + int(t), c.rope_theta, interleaved);
+      Rope(&k[size_t(t * kv_dim)], c.n_kv_heads, int(hd), pos0 + int(t), c.rope_theta, interleaved);
+    }
+  }
+  std::copy(k.begin(), k.end(), kc + size_t(pos0) * size_t(kv_dim));
+  std::copy(v.begin(), v.end(), vc + size_t(pos0) * size_t(kv_dim));
+
+  // Causal attention, one (token, head) pair per work item: token t sees positions 0..pos0+t.
+  pool.ParallelFor(n * c.n_heads, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(size_t(pos0 + n));  // (positions)
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t t = item / c.n_heads;
+      const int h = int(item % c.n_heads);
+      const int kvh = h / group;
+      const float* qh = &q[size_t(t * q_dim + h * hd)];
+      const int64_t len = pos0 + t + 1;
+      for (int64_t p = 0; p < len; ++p) {
+        const float* kp = kc + size_t(p * kv_dim + kvh * hd);
+        scores[size_t(p)] = DotF32Ref(qh, kp, hd) * att_scale;
+      }
+      Softmax(scores.data(), len);
+      float* o = &att_out[size_t(t * q_dim + h * hd)];
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t p = 0; p < len; ++p) {
+        const float* vp = vc + size_t(p * kv_dim + kvh * hd);
+        const float a = scores[size_t(p)];
+        for (int64_t i = 0; i < hd; ++i) o[i] += a * vp[i];
+      }
+    }
+  });
+  if (matmul("attn_output.weight", att_out.data(), proj.data())) return;
+  if (gpt2) AddBias(layer_tensor("attn_output.bias"), n, proj.data());
+  for (int64_t i = 0; i < n * d; ++i) x[i] += proj[size_t(i)];
+
+  // ---- MLP ----
+  norm("ffn_norm", x, xn.data());
+  if (gpt2) {
+    if (matmul("ffn_up.weight", xn.data(), h1.data())) return;
+    AddBias(layer_tensor("ffn_up.bias"), n, h1.data());
+    for (float& e : h1) e = GeluTanh(e);
+  } else {
+    // SwiGLU: h = silu(xn @ Wgate^T) * (xn @ Wup^T)
+    if (matmul("ffn_gate.weight", xn.data(), h2.data())) return;
+    if (matmul("ffn_up.weight", xn.data(), h1.data())) return;
+    for (size_t i = 0; i < h1.size(); ++i) h1[i] *= Silu(h2[i]);
+  }
+  if (matmul("ffn_down.weight", h1.data(), proj.data())) return;
+  if (gpt2) AddBias(layer_tensor("ffn_down.bias"), n, proj.data());
+  for (int64_t i = 0; i < n * d; ++i) x[i] += proj[size_t(i)];
+}
+
+}  // namespace lowbit

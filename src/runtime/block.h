@@ -1,0 +1,57 @@
+// One transformer block's forward pass, shared by Session (over its KV cache)
+// and by block-by-block calibrated quantization (quant/layerwise.h), which
+// runs a single block over captured calibration activations with some of its
+// weights replaced. Weights are found through a lookup, so a caller can
+// substitute tensors (f32 overrides, freshly quantized bytes) without a copy
+// of the model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "model/config.h"
+
+namespace lowbit {
+
+class Model;
+
+// Finds a tensor by its full GGUF name ("blk.3.attn_q.weight"); throws Error
+// when it is missing.
+using WeightLookup = std::function<const TensorView&(const std::string& name)>;
+// Called before every matrix product with the weight and its input x, row-major (n, in).
+using MatMulInputHook = std::function<void(const TensorView& weight, const float* x, int64_t n)>;
+
+// The lookup of a model's own tensors (Model::Get).
+WeightLookup ModelWeights(const Model& model);
+
+struct BlockContextArgs {
+  const ModelConfig* config = nullptr;
+  const WeightLookup* weights = nullptr;
+  ThreadPool* pool = nullptr;
+  int layer = 0;
+  int pos0 = 0;                // position of the first of the n tokens
+  float* key_cache = nullptr;  // (>= pos0 + n, kv_heads * head_dim) of this layer
+  float* value_cache = nullptr;
+  bool reference = false;      // scalar reference kernels for every product
+  const MatMulInputHook* on_matmul_input = nullptr;  // may be null
+  // When set (e.g. "ffn_down.weight"), ForwardBlock returns right after the
+  // hook has seen the input of blk.<layer>.<stop_after>; x is then left
+  // partly updated and must be discarded. Saves the rest of the block when a
+  // caller only needs the inputs of the first few products.
+  const char* stop_after = nullptr;
+};
+
+// x (n, d): the residual stream entering block `layer`, updated in place to
+// the stream leaving it. Keys and values of the n tokens are written into the
+// caches at rows pos0 .. pos0 + n - 1; attention is causal over rows 0 .. pos0 + t.
+void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n);
+
+// x (n, d) = token embeddings of `tokens` (+ learned positions from pos0 for GPT-2).
+void EmbedTokens(const ModelConfig& config, const WeightLookup& weights, std::span<const int32_t> tokens, int pos0,
+                 float* x);
+
+}  // namespace lowbit
