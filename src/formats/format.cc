@@ -16,6 +16,14 @@ namespace lowbit {
 namespace {
 
 template <typename F>
+constexpr RoundInPlaceFn RoundInPlaceOf() {
+  if constexpr (requires { &F::RoundInPlace; })
+    return &F::RoundInPlace;
+  else
+    return nullptr;
+}
+
+template <typename F>
 constexpr FormatInfo MakeInfo() {
   static_assert(F::kBlockSize > 0 && F::kBlockBytes > 0 && F::kRowHeaderBytes >= 0);
   static_assert(F::kGgmlNative == (F::kGgufType < 1024), "private GGUF ids start at 1024");
@@ -32,7 +40,8 @@ constexpr FormatInfo MakeInfo() {
                     &F::DequantizeRow,
                     F::kRmseLo,
                     F::kRmseHi,
-                    F::kDatasheet};
+                    F::kDatasheet,
+                    RoundInPlaceOf<F>()};
 }
 
 template <typename... Fs>

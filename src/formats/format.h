@@ -26,6 +26,11 @@ namespace lowbit {
 using QuantizeRowsFn = void (*)(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
 // Dequantizes one row of n elements.
 using DequantizeRowFn = void (*)(const uint8_t* row, float* out, int64_t n);
+// GPTQ's rounding with fixed scales: `row` is an encoded row of n elements
+// whose headers and block scales stay as they are; sets element i to the code
+// whose value is nearest to x under those scales and returns that value
+// (what dequantize now gives for element i). Null for formats without it.
+using RoundInPlaceFn = float (*)(uint8_t* row, int64_t n, int64_t i, float x);
 
 struct FormatInfo {
   DType id;
@@ -41,6 +46,7 @@ struct FormatInfo {
   DequantizeRowFn dequantize;   // scalar reference dequantizer
   double rmse_lo, rmse_hi;      // expected relative RMS error on N(0,1) rows of 4096 (tests)
   std::string_view datasheet;   // one-line summary; the full datasheet is in docs/FORMATS.md
+  RoundInPlaceFn round_in_place = nullptr;  // F::RoundInPlace when the traits declare it
 
   size_t RowBytes(int64_t n) const { return size_t(row_header_bytes) + size_t(n / block_size) * size_t(block_bytes); }
   double BitsPerWeight(int64_t n) const { return 8.0 * double(RowBytes(n)) / double(n); }

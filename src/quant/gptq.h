@@ -1,0 +1,59 @@
+// GPTQ (Frantar et al. 2022; ../shared/docs/research/peers.md) for one weight
+// matrix, into any weight format.
+//
+// W (rows, n) is swept over its n input columns. Each column is rounded and
+// its error, scaled by the inverse Hessian's Cholesky factor, is pushed onto
+// the columns not yet rounded; updates are applied lazily in batches
+// (GptqOptions::batch) with one GEMM per batch.
+//
+// Rounding in a format: the format's own codec chooses the scales. The
+// "encoding unit" is one block (n for formats with a row header: per-channel,
+// per-tensor, FP8's row scale). When the sweep reaches the first column of a
+// unit, the unit's columns of the current (error-updated) W are encoded with
+// fmt.quantize (importance = diag(H)); then each column of the unit is rounded
+// with those scales fixed by fmt.round_in_place and its error propagated. With
+// act-order (or static groups) every unit is encoded up front from the
+// original W, since a block format cannot store a permuted group index.
+// Formats without round_in_place round a whole unit at once (the unit's
+// columns then get no error feedback from each other, only from earlier units).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "formats/format.h"
+
+namespace lowbit {
+
+class ThreadPool;
+
+struct GptqOptions {
+  double damp_percent = 0.01;  // dampening: this fraction of the mean diagonal is added to it
+  int batch = 128;             // lazy-batch width in columns (rounded up to a multiple of the unit)
+  bool act_order = false;      // sweep columns in order of decreasing diag(H)
+  bool static_groups = false;  // encode every unit's scales from the original W before the sweep
+};
+
+struct GptqStats {
+  double damp = 0;          // the dampening finally added to the diagonal (absolute)
+  int damp_retries = 0;     // times the dampening was raised because Cholesky failed
+  int dead_columns = 0;     // columns with H[i][i] == 0 (zeroed in W, H[i][i] set to 1)
+  double loss = 0;          // GPTQ's sum over columns of ||err||^2 / Hinv_cholesky[j][j]^2 / 2
+  double seconds_cholesky = 0;
+  double seconds_sweep = 0;
+};
+
+// Quantizes w (rows, n; modified in place into the error-updated weights)
+// into `out` (rows * fmt.RowBytes(n) bytes) given the Hessian (n, n;
+// row-major, symmetric, 2 X^T X / N, consumed). Dense linear algebra is
+// LAPACK/BLAS (OpenBLAS). Throws Error when H stays indefinite after the
+// dampening has been raised (x10, up to 8 times), never writes NaN.
+GptqStats GptqQuantize(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, std::vector<double> hessian,
+                       const GptqOptions& options, uint8_t* out, ThreadPool* pool);
+
+// A plain reference of the same algorithm (no lazy batches, no BLAS, double
+// precision, column by column); tests compare GptqQuantize against it.
+GptqStats GptqQuantizeReference(const FormatInfo& fmt, float* w, int64_t rows, int64_t n,
+                                std::vector<double> hessian, const GptqOptions& options, uint8_t* out);
+
+}  // namespace lowbit
