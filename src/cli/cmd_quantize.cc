@@ -83,6 +83,11 @@ Runner AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--output-tensor-type", o->q.recipe.output_tensor_type, "format of output.weight");
   cmd->add_option("--token-embedding-type", o->q.recipe.token_embedding_type, "format of token_embd.weight");
   cmd->add_flag("--pure", o->q.recipe.pure, "no per-tensor mix: every quantizable tensor gets the preset's base type");
+  cmd->add_option("--activations", o->q.activations.mode,
+                  "activation quantization stored in the file: none, int8-dynamic, int8-static, llm.int8[:THRESHOLD]");
+  cmd->add_option("--act-stats", o->q.activations.stats, "calibration statistics (lowbit calibrate) for int8-static");
+  cmd->add_option("--act-observer", o->q.activations.observer,
+                  "int8-static ranges from: minmax, ema, percentile, kl, mse (default minmax)");
   cmd->add_option("--prune", o->prune, "prune before quantizing: magnitude:FRACTION or 2:4");
   cmd->add_flag("--dry-run", o->dry_run, "print the recipe (format of every tensor) and write nothing");
   cmd->add_flag("--json", o->json, "print a JSON report");

@@ -71,6 +71,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
   const Recipe recipe = PlanModelRecipe(model, ro);
 
   // Check every input before the first byte is written.
+  CheckActivationOptions(options.activations, model, recipe);
   std::vector<const float*> imp(recipe.tensors.size(), nullptr);
   for (size_t k = 0; k < recipe.tensors.size(); ++k) {
     const TensorPlan& t = recipe.tensors[k];
@@ -103,6 +104,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
   if (options.prune.kind != PruneSpec::Kind::kNone) writer.SetString("lowbit.quantize.prune", options.prune.ToString());
   if (importance != nullptr) writer.SetString("quantize.imatrix.file", importance->description());
   for (const auto& [key, value] : options.metadata) writer.SetString(key, value);
+  WriteActivationMetadata(options.activations, model, recipe, writer);
   for (const TensorPlan& t : recipe.tensors) writer.AddTensor(t.name, t.shape, *t.format);
   writer.WriteHeader();
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "quant/activations.h"
 #include "quant/importance.h"
 #include "quant/prune.h"
 #include "quant/recipe.h"
@@ -31,6 +32,7 @@ struct QuantizeOptions {
   std::string method = "rtn";
   RecipeOptions recipe;  // format/preset, --keep, --tensor-type, output/embedding types, --pure
   PruneSpec prune;
+  ActivationOptions activations;  // W8A8 / LLM.int8() (quant/activations.h)
   int threads = 0;
   bool progress = true;  // progress bar on stderr
   // Extra string metadata written after lowbit.quantize.* (key -> value), e.g.
