@@ -273,4 +273,33 @@ struct IntFormat {
   }
 };
 
+// ---- Encoding with caller-chosen parameters --------------------------------
+// For methods in quant/ that choose an INT format's scale and zero themselves
+// (HQQ, quant/hqq.h). Encodes `count` elements of x with Params p into IntFormat
+// F's storage: for _gG formats one group (count == kGroup) into one block, for
+// _channel / _tensor formats one row (count == n) into the row with its header.
+// The scale is stored as given (f16 in a block, f32 in a row header), so the
+// caller passes a representable one (quant::RoundScaleToF16Down /
+// RoundScaleToF32Bits16Down); the zero is stored only by asymmetric formats and
+// must lie in [0, 2^b - 1]. DequantizeRow then gives exactly
+// Codec::Decode(Codec::Encode(x[i], p), p) for every element.
+template <typename F>
+void EncodeIntWithParams(const float* x, int64_t count, int_format_internal::Params p, uint8_t* out) {
+  uint8_t codes[F::kGrouped ? F::kGroupSize : F::kPackUnit];
+  if constexpr (F::kGrouped) {
+    quant::StoreF16(out, p.scale);
+    if constexpr (F::kAsymmetric) out[2] = uint8_t(p.zero);
+    for (int i = 0; i < F::kGroupSize; ++i) codes[i] = F::Codec::Encode(x[i], p);
+    quant::PackCodes<F::kBitsPerCode>(codes, F::kGroupSize, out + F::kScaleBytes);
+  } else {
+    quant::StoreF32(out, p.scale);
+    if constexpr (F::kAsymmetric) quant::StoreI32(out + 4, p.zero);
+    for (int64_t i = 0; i < count; i += F::kPackUnit) {
+      for (int j = 0; j < F::kPackUnit; ++j) codes[j] = F::Codec::Encode(x[i + j], p);
+      quant::PackCodes<F::kBitsPerCode>(codes, F::kPackUnit,
+                                        out + F::kRowHeaderBytes + (i / F::kPackUnit) * F::kBlockBytes);
+    }
+  }
+}
+
 }  // namespace lowbit
