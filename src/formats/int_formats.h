@@ -37,6 +37,7 @@
 #include "core/type_list.h"
 #include "formats/float_formats.h"
 #include "formats/quant_util.h"
+#include "formats/round_util.h"
 
 namespace lowbit {
 
@@ -251,6 +252,32 @@ struct IntFormat {
         }
       }
     }
+  }
+
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn): the nearest of
+  // the codes the quantizer may write ([1, 2^b - 1] sym, [0, 2^b - 1] asym)
+  // under element i's stored scale and zero.
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x) {
+    using int_format_internal::Params;
+    (void)n;
+    uint8_t* codes = row + kRowHeaderBytes;  // the row's code stream, code i at bit i * b
+    int64_t k = i;
+    Params p;
+    if constexpr (kGrouped) {
+      uint8_t* block = row + size_t(i / kGroup) * kBlockBytes;
+      p = {quant::LoadF16(block), kAsym ? int(block[2]) : Codec::kSymZero};
+      codes = block + kScaleBytes;
+      k = i % kGroup;
+    } else {
+      p = {quant::LoadF32(row), kAsym ? int(quant::LoadI32(row + 4)) : Codec::kSymZero};
+    }
+    x = round_util::Target(x);
+    auto value = [&p](int u) { return Codec::Decode(uint8_t(u), p); };
+    // Codec::Encode is the algebraic rounding; the exact products
+    // scale * (u - zero) keep it within one code of the nearest.
+    const int u = round_util::NearestCodeAround(x, Codec::Encode(x, p), Codec::kMinCode, Codec::kMaxCode, value);
+    quant::SetCode<kBits>(codes, k, uint8_t(u));
+    return value(u);
   }
 
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {

@@ -97,6 +97,19 @@ void UnpackCodes(const uint8_t* in, int64_t count, uint8_t* codes) {
   }
 }
 
+// Overwrites code i of a PackCodes stream, leaving the other codes' bits.
+template <int kBits>
+void SetCode(uint8_t* stream, int64_t i, uint8_t code) {
+  static_assert(kBits >= 1 && kBits <= 8);
+  constexpr uint32_t kMask = (1u << kBits) - 1;
+  const int64_t bit = i * kBits;
+  const int shift = int(bit % 8);
+  const uint32_t old = stream[bit / 8] | (shift + kBits > 8 ? uint32_t(stream[bit / 8 + 1]) << 8 : 0u);
+  const uint32_t v = (old & ~(kMask << shift)) | (uint32_t(code & kMask) << shift);
+  stream[bit / 8] = uint8_t(v);
+  if (shift + kBits > 8) stream[bit / 8 + 1] = uint8_t(v >> 8);
+}
+
 // Index of the entry of `sorted` (ascending, `count` entries) nearest to y.
 // Decision points are the midpoints of neighbours computed in f32, and a tie
 // goes to the lower entry: bitsandbytes' `x > threshold` decision trees.
