@@ -140,6 +140,37 @@ TEST(KernelsTest, FloatWeightsMatchReference) {
   });
 }
 
+// Formats without a fused kernel (lowbit's INT, NF4/FP4, FP8, log4) go
+// through codec-decoded panels of 256 rows and the f32 GEMM: equal to the
+// reference within the f32 dot bound, across panel boundaries.
+TEST(KernelsTest, DecodedPanelsMatchReference) {
+  std::mt19937_64 rng(Seed() ^ 5);
+  ThreadPool pool(2);
+  int checked = 0;
+  for (const FormatInfo& f : AllFormats()) {
+    if (!f.weight_format || HasFastMatMul(f.id)) continue;
+    SCOPED_TRACE(std::string(f.name));
+    const int64_t in = 2 * std::max<int64_t>(f.block_size, 64);
+    for (int64_t out : {int64_t(1), int64_t(7), int64_t(256), int64_t(300)})
+      for (int64_t n : {int64_t(1), int64_t(5)}) {
+        SCOPED_TRACE(testing::Message() << "out " << out << " n " << n);
+        Weights w = MakeWeights(f.id, RandomValues(rng, size_t(out * in), 1.0f), out, in);
+        const std::vector<float> wf = ToF32(w.view);
+        const std::vector<float> x = RandomValues(rng, size_t(n * in), 1.0f);
+        std::vector<float> y(size_t(n * out), NAN), y_ref(size_t(n * out));
+        MatMul(w.view, x.data(), n, y.data(), pool, false);
+        MatMulDequantRef(w.view, x.data(), n, y_ref.data(), pool);
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t o = 0; o < out; ++o) {
+            const float bound = 2 * FloatDotBound(&wf[size_t(o * in)], &x[size_t(t * in)], in);
+            ASSERT_NEAR(y[size_t(t * out + o)], y_ref[size_t(t * out + o)], bound) << "row " << o << " token " << t;
+          }
+      }
+    ++checked;
+  }
+  EXPECT_GT(checked, 40);  // the INT family alone has 40 formats
+}
+
 // Special values propagate as in the reference: inf and NaN inputs give
 // non-finite outputs in the same places.
 TEST(KernelsTest, FloatWeightsPropagateNonFinite) {

@@ -1,5 +1,6 @@
-// MatMul: picks the SIMD family for the weight format, else the generic
-// dequantize-and-dot path; splits output rows statically over the pool.
+// MatMul: picks the SIMD family for the weight format, else dequantizes the
+// weights in row panels with the format's codec and multiplies each panel
+// with the f32 SIMD GEMM; splits output rows statically over the pool.
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -26,13 +27,41 @@ void MatMulDequantRef(const TensorView& w, const float* x, int64_t n, float* y, 
 
 bool HasFastMatMul(DType type) { return HasMatMulFloat(type) || HasMatMulQuant(type); }
 
+namespace {
+
+// Weight rows per panel: a panel of f32 rows is decoded in parallel, then
+// multiplied by the f32 GEMM (gemm_float.cc). Panels are fixed, so results
+// depend only on the thread count, as for every other path.
+constexpr int64_t kPanelRows = 256;
+
+// Formats without a fused kernel (lowbit's INT, NF4/FP4, FP8, log4 formats):
+// codec-decoded panels of W times x through the f32 SIMD GEMM.
+void MatMulDequantPanels(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  const int64_t out = w.shape[0], in = w.shape[1];
+  const int64_t panel_rows = std::min(out, kPanelRows);
+  std::vector<float> panel(size_t(panel_rows * in));  // (panel rows, in) of W in f32
+  std::vector<float> part(size_t(n * panel_rows));   // (n, panel rows) of y
+  for (int64_t r0 = 0; r0 < out; r0 += panel_rows) {
+    const int64_t rows = std::min(panel_rows, out - r0);
+    pool.ParallelFor(rows, [&](int64_t begin, int64_t end) {
+      DequantizeRows(w, r0 + begin, end - begin, &panel[size_t(begin * in)]);
+    });
+    const TensorView view{w.name, DType::kF32, {rows, in}, panel.data(), size_t(rows * in) * sizeof(float)};
+    LOWBIT_CHECK(MatMulFloat(view, x, n, part.data(), pool));
+    for (int64_t t = 0; t < n; ++t)
+      std::copy(&part[size_t(t * rows)], &part[size_t(t * rows + rows)], y + t * out + r0);
+  }
+}
+
+}  // namespace
+
 void MatMul(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool& pool, bool reference) {
   LOWBIT_CHECK(w.shape.size() == 2 && n >= 0);
   if (n == 0 || w.shape[0] == 0) return;
   if (reference) return MatMulDequantRef(w, x, n, y, pool);
   if (MatMulFloat(w, x, n, y, pool)) return;
   if (MatMulQuant(w, x, n, y, pool)) return;
-  MatMulDequantRef(w, x, n, y, pool);
+  MatMulDequantPanels(w, x, n, y, pool);
 }
 
 std::vector<KernelTarget> KernelTargets() {

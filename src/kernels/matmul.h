@@ -11,10 +11,11 @@
 //     scalar references (quant_dot_ref.h) on older targets.
 // The activations are quantized on the fly to the weight format's activation
 // format (FormatInfo::activation) with its reference quantizer.
-// Every other format, and every format when `reference` is set, takes the
-// generic path: dequantize each weight row with the format's reference codec
-// and take f32 dots in the fixed order of DotF32Ref (bit-identical to
-// runtime's MatMulRef).
+// Every other format (lowbit's INT, NF4/FP4, FP8, log4) is decoded in panels
+// of 256 weight rows with the format's codec, each panel multiplied by the
+// f32 GEMM above. When `reference` is set, every format takes the generic
+// path: dequantize each weight row with the format's reference codec and take
+// f32 dots in the fixed order of DotF32Ref.
 #pragma once
 
 #include <cstdint>
