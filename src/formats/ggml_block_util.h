@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "formats/round_util.h"
 
 namespace lowbit::ggml_block {
 
@@ -63,6 +64,44 @@ inline float MeanSquare(const float* x, int64_t n) {
   float sum = 0.0f;
   for (int64_t j = 0; j < n; ++j) sum += x[j] * x[j];
   return sum / static_cast<float>(n);
+}
+
+// RoundInPlace of a row of ggml blocks (format.h RoundInPlaceFn): element i
+// gets the code c in codes(block, j, x) whose decoded value is nearest to x,
+// j being i's index in its block. decoder(block, j) returns the element's
+// decoder, c -> value, written as the dequantizer writes it so the returned
+// value is bit for bit what dequantize gives; store(block, j, c) writes c.
+struct CodeRange {
+  int lo, hi;
+};
+// codes() for an element that may take any of [lo, hi] (scanned in full).
+struct AllCodes {
+  int lo, hi;
+  template <typename Block>
+  CodeRange operator()(const Block&, int, float) const {
+    return {lo, hi};
+  }
+};
+template <typename Format, typename Codes, typename Decoder, typename Store>
+float RoundElementInPlace(uint8_t* row, int64_t i, float x, Codes codes, Decoder decoder, Store store) {
+  using Block = typename Format::Block;
+  uint8_t* p = row + (i / Format::kBlockSize) * Format::kBlockBytes;
+  Block block = LoadBlock<Block>(p);
+  const int j = int(i % Format::kBlockSize);
+  x = round_util::Target(x);
+  const auto value = decoder(block, j);
+  const CodeRange range = codes(block, j, x);
+  const int c = round_util::NearestCode(x, range.lo, range.hi, value);
+  store(block, j, c);
+  StoreBlock(block, p);
+  return value(c);
+}
+
+// codes() of a linear code q * step in [lo, hi] (q the code minus its
+// offset): the algebraic rounding of x / step and its two neighbours.
+inline CodeRange AroundRounded(float x, float step, int offset, int lo, int hi) {
+  const int guess = round_util::ClampedRound(x / step, lo - offset, hi - offset) + offset;
+  return {std::max(lo, guess - 1), std::min(hi, guess + 1)};
 }
 
 }  // namespace lowbit::ggml_block

@@ -73,6 +73,17 @@ void UnpackCodes(const uint8_t* qs, const uint8_t* qh, int* codes) {
   }
 }
 
+// Writes code c of element j into a block's nibbles (and bit 4 into qh when
+// given): the inverse of UnpackCodes for one element.
+void SetCode(uint8_t* qs, uint8_t* qh, int j, int c) {
+  uint8_t& byte = qs[j % 16];
+  byte = j < 16 ? uint8_t((byte & 0xF0) | (c & 0x0F)) : uint8_t((byte & 0x0F) | ((c & 0x0F) << 4));
+  if (qh != nullptr) {
+    const uint8_t bit = uint8_t(1u << (j % 8));
+    qh[j / 8] = (c & 0x10) ? uint8_t(qh[j / 8] | bit) : uint8_t(qh[j / 8] & ~bit);
+  }
+}
+
 // Per-column weights of llama.cpp's imatrix quantizers for one block:
 // importance_j * sqrt(sigma2 + x_j^2), sigma2 = mean(x^2) over the row.
 void ImportanceWeights(const float* x, const float* importance, float sigma2, float* weight) {
@@ -166,6 +177,18 @@ void Q8_0Format::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
   }
 }
 
+// Codes [-127, 127] as the quantizer writes them (-128 never).
+float Q8_0Format::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q8_0Format>(
+      row, i, x,
+      [](const Block& block, int, float y) { return ggml_block::AroundRounded(y, FromF16(block.d), 0, -127, 127); },
+      [](const Block& block, int) {
+        const float d = FromF16(block.d);
+        return [d](int c) { return float(c) * d; };
+      },
+      [](Block& block, int j, int c) { block.qs[j] = static_cast<int8_t>(c); });
+}
+
 // ---- Q8_1 -------------------------------------------------------------------
 
 void Q8_1Format::QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float*) {
@@ -209,6 +232,16 @@ void Q4_0Format::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
   }
 }
 
+float Q4_0Format::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q4_0Format>(
+      row, i, x, ggml_block::AllCodes{0, 15},
+      [](const Block& block, int) {
+        const float d = FromF16(block.d);
+        return [d](int c) { return float(c - 8) * d; };
+      },
+      [](Block& block, int j, int c) { SetCode(block.qs, nullptr, j, c); });
+}
+
 // ---- Q4_1 -------------------------------------------------------------------
 
 void Q4_1Format::QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance) {
@@ -229,6 +262,16 @@ void Q4_1Format::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     UnpackCodes(block.qs, nullptr, codes);
     for (int j = 0; j < 32; ++j) out[b * kBlockSize + j] = float(codes[j]) * d + m;
   }
+}
+
+float Q4_1Format::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q4_1Format>(
+      row, i, x, ggml_block::AllCodes{0, 15},
+      [](const Block& block, int) {
+        const float d = FromF16(block.d), m = FromF16(block.m);
+        return [d, m](int c) { return float(c) * d + m; };
+      },
+      [](Block& block, int j, int c) { SetCode(block.qs, nullptr, j, c); });
 }
 
 // ---- Q5_0 -------------------------------------------------------------------
@@ -252,6 +295,16 @@ void Q5_0Format::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
   }
 }
 
+float Q5_0Format::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q5_0Format>(
+      row, i, x, ggml_block::AllCodes{0, 31},
+      [](const Block& block, int) {
+        const float d = FromF16(block.d);
+        return [d](int c) { return float(c - 16) * d; };
+      },
+      [](Block& block, int j, int c) { SetCode(block.qs, block.qh, j, c); });
+}
+
 // ---- Q5_1 -------------------------------------------------------------------
 
 void Q5_1Format::QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance) {
@@ -273,6 +326,16 @@ void Q5_1Format::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     UnpackCodes(block.qs, block.qh, codes);
     for (int j = 0; j < 32; ++j) out[b * kBlockSize + j] = float(codes[j]) * d + m;
   }
+}
+
+float Q5_1Format::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q5_1Format>(
+      row, i, x, ggml_block::AllCodes{0, 31},
+      [](const Block& block, int) {
+        const float d = FromF16(block.d), m = FromF16(block.m);
+        return [d, m](int c) { return float(c) * d + m; };
+      },
+      [](Block& block, int j, int c) { SetCode(block.qs, block.qh, j, c); });
 }
 
 }  // namespace lowbit

@@ -37,6 +37,8 @@ struct Q8_0Format {
   // absmax is already the weighted optimum for nearly every block at 8 bits.
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q8_1 (ggml type 9), activation-only. 32 weights in 36 bytes = 9 bits/weight.
@@ -96,6 +98,8 @@ struct Q4_0Format {
   static constexpr const char* kDatasheet = "ggml Q4_0: 32 x 4-bit + f16 scale, x = d*(q-8), 4.5 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q4_1 (ggml type 3). 32 weights in 20 bytes = 5 bits/weight.
@@ -125,6 +129,8 @@ struct Q4_1Format {
   static constexpr const char* kDatasheet = "ggml Q4_1: 32 x 4-bit + f16 scale + f16 min, x = d*q+m, 5 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q5_0 (ggml type 6). 32 weights in 22 bytes = 5.5 bits/weight.
@@ -153,6 +159,8 @@ struct Q5_0Format {
   static constexpr const char* kDatasheet = "ggml Q5_0: 32 x 5-bit + f16 scale, x = d*(q-16), 5.5 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q5_1 (ggml type 7). 32 weights in 24 bytes = 6 bits/weight.
@@ -183,6 +191,8 @@ struct Q5_1Format {
   static constexpr const char* kDatasheet = "ggml Q5_1: 32 x 5-bit + f16 scale + f16 min, x = d*q+m, 6 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 }  // namespace lowbit
