@@ -5,6 +5,8 @@
 // models, compared element by element with derived bounds.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -183,6 +185,39 @@ TEST_P(HfReferenceTest, MatchesFloat64Reference) {
   std::printf("%-14s %-9s max|err| %.3g  max|ref| %.3g  err/(u*max|ref|) %6.1f  bound %.3g\n", e.name, "logits",
               s.max_err, s.max_ref, s.max_err / (kUnitRoundoff * s.max_ref), bound);
   EXPECT_LE(s.max_err, bound) << e.name << " logits";
+}
+
+// `lowbit quantize --format f32` turns an HF folder into a GGUF whose
+// tokenizer (SPM or GPT-2 byte-level BPE, written as convert_hf_to_gguf.py
+// does) and logits match the folder's.
+TEST_P(HfReferenceTest, ConvertsToGgufWithItsTokenizer) {
+  const std::string status = EnsureModels();
+  if (status.starts_with("FAILED")) FAIL() << status;
+  if (!status.empty()) GTEST_SKIP() << status;
+  const Expect& e = GetParam();
+  const std::string dir = std::string(LOWBIT_HF_MODELS_DIR) + "/" + e.name;
+  const std::string out = (fs::temp_directory_path() / fmt::format("lowbit_hf_{}_{}.gguf", e.name, getpid())).string();
+  const auto r = testing::RunLowbit(fmt::format("quantize {} -o {} --format f32 --json", dir, out), false);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::unique_ptr<Model> hf = LoadModel(dir);
+  const std::unique_ptr<Model> gguf = LoadModel(out);
+  fs::remove(out);
+  const std::string text = "Hello world! It's 2026; the quick brown fox -- jumps over 3 lazy dogs.\n  Twice.";
+  const std::vector<int32_t> ids = hf->tokenizer->Encode(text, true);
+  EXPECT_EQ(ids, gguf->tokenizer->Encode(text, true));
+  for (int32_t id : ids) EXPECT_EQ(hf->tokenizer->TokenToPiece(id), gguf->tokenizer->TokenToPiece(id));
+
+  std::vector<int32_t> tokens;
+  for (int32_t id : ids)
+    if (id < hf->config.vocab_size) tokens.push_back(id);  // the tiny models keep a prefix of the vocab
+  if (tokens.empty()) tokens = {0, 1, 2};
+  SessionOptions so;
+  so.threads = 1;
+  Session a(*hf, so), b(*gguf, so);
+  a.Eval(tokens, true);
+  b.Eval(tokens, true);
+  const Stats st = Compare(b.logits(), a.logits());
+  EXPECT_LE(st.max_err, 1e-5 * std::max(1.0, double(st.max_ref))) << e.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(

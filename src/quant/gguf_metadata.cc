@@ -63,6 +63,24 @@ void WriteSpmTokenizer(const SpmTokenizer& tok, GgufWriter& w) {
   if (!tok.add_space_prefix()) w.Set("tokenizer.ggml.add_space_prefix", GgufBool(false));
 }
 
+// tokenizer.ggml.* as llama.cpp's convert_hf_to_gguf.py writes a GPT-2 style
+// byte-level BPE vocab: model "gpt2", pre "gpt-2", tokens, token_type, merges
+// in rank order, special ids.
+void WriteBpeTokenizer(const BpeTokenizer& tok, GgufWriter& w) {
+  const Vocab& v = tok.vocab();
+  w.SetString("tokenizer.ggml.model", "gpt2");
+  w.SetString("tokenizer.ggml.pre", "gpt-2");
+  w.Set("tokenizer.ggml.tokens", GgufStringArray(v.tokens));
+  std::vector<GgufValue> types;
+  for (int32_t i = 0; i < v.size(); ++i) types.push_back(GgufInt(GgufType::kInt32, int64_t(v.type(i))));
+  w.Set("tokenizer.ggml.token_type", GgufArray(GgufType::kInt32, std::move(types)));
+  w.Set("tokenizer.ggml.merges", GgufStringArray(tok.merge_lines()));
+  if (v.bos >= 0) w.SetUint32("tokenizer.ggml.bos_token_id", uint32_t(v.bos));
+  if (v.eos >= 0) w.SetUint32("tokenizer.ggml.eos_token_id", uint32_t(v.eos));
+  if (v.unk >= 0) w.SetUint32("tokenizer.ggml.unknown_token_id", uint32_t(v.unk));
+  w.Set("tokenizer.ggml.add_bos_token", GgufBool(v.add_bos));
+}
+
 }  // namespace
 
 OutputMetadata WriteModelMetadata(const Model& model, GgufWriter& w) {
@@ -91,10 +109,10 @@ OutputMetadata WriteModelMetadata(const Model& model, GgufWriter& w) {
   WriteHyperParameters(c, out.arch, w);
   if (const auto* spm = dynamic_cast<const SpmTokenizer*>(model.tokenizer.get())) {
     WriteSpmTokenizer(*spm, w);
+  } else if (const auto* bpe = dynamic_cast<const BpeTokenizer*>(model.tokenizer.get())) {
+    WriteBpeTokenizer(*bpe, w);
   } else {
-    Fail("{}: writing its byte-level BPE tokenizer (GPT-2 style) to GGUF is not supported yet; "
-         "convert the model with llama.cpp's convert_hf_to_gguf.py and quantize that GGUF",
-         model.path);
+    Fail("{}: its tokenizer cannot be written to GGUF", model.path);
   }
   return out;
 }

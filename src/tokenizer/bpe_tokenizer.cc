@@ -99,6 +99,8 @@ const std::array<std::string, 256>& ByteToUnicode() {
 
 BpeTokenizer::BpeTokenizer(Vocab vocab, const std::vector<std::pair<std::string, std::string>>& merges)
     : vocab_(std::move(vocab)), merges_(vocab_, merges) {
+  merge_lines_.reserve(merges.size());
+  for (const auto& [left, right] : merges) merge_lines_.push_back(left + " " + right);
   bos_ = vocab_.bos;
   eos_ = vocab_.eos;
   add_bos_ = vocab_.add_bos;

@@ -51,6 +51,9 @@ class BpeTokenizer final : public Tokenizer {
 
   const Vocab& vocab() const { return vocab_; }
   size_t merge_count() const { return merges_.size(); }
+  // The merges as given, in rank order, as "left right" lines (GGUF's
+  // tokenizer.ggml.merges), for writing the tokenizer back out.
+  const std::vector<std::string>& merge_lines() const { return merge_lines_; }
 
  private:
   // BPE of one pre-tokenized word (raw bytes), appended to `out`.
@@ -60,6 +63,7 @@ class BpeTokenizer final : public Tokenizer {
 
   Vocab vocab_;
   MergeTable merges_;
+  std::vector<std::string> merge_lines_;
   Gpt2PreTokenizer pre_tokenizer_;
   std::unordered_map<uint32_t, uint8_t> unicode_to_byte_;
 
