@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "formats/ggml_block_util.h"
 #include "formats/ggml_kquants_search.h"
 #include "formats/iq4_table.h"
 
@@ -637,17 +638,50 @@ void QuantizeIq4Xs(const float* x, const float* qw, IQ4_XSFormat::Block& y) {
   }
 }
 
+// 6-bit scale code ls of sub-block ib (the scale is d * (ls - 32)).
+int ScaleIq4Xs(int ib, const IQ4_XSFormat::Block& x) {
+  return ((x.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x.scales_h >> (2 * ib)) & 3) << 4);
+}
+
 void DequantizeIq4Xs(const IQ4_XSFormat::Block& x, float* y) {
   const float d = F16ToF32(x.d);
   for (int ib = 0; ib < 8; ++ib, y += 32) {
-    const int ls = ((x.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x.scales_h >> (2 * ib)) & 3) << 4);
-    const float dl = d * (ls - 32);
+    const float dl = d * (ScaleIq4Xs(ib, x) - 32);
     const uint8_t* qs = x.qs + 16 * ib;
     for (int j = 0; j < 16; ++j) {
       y[j + 0] = dl * kIq4NlValues[qs[j] & 0xF];
       y[j + 16] = dl * kIq4NlValues[qs[j] >> 4];
     }
   }
+}
+
+// --- RoundInPlace (GPTQ's fixed-scale rounding) ----------------------------
+// Element j of a super-block: its sub-block's decoder (c -> value, the
+// dequantizer's expression) and the writer of its code.
+
+// 2-bit field of element j in the Q2_K / Q3_K qs layout (Pack2Bit).
+void Set2Bit(uint8_t* qs, int j, int c) {
+  const int byte = 32 * (j / 128) + j % 32, shift = 2 * ((j % 128) / 32);
+  qs[byte] = uint8_t((qs[byte] & ~(3 << shift)) | ((c & 3) << shift));
+}
+
+// 4-bit field of element j in the Q4_K / Q5_K qs layout: chunks of 64,
+// low nibbles the first 32.
+void SetNibbleK4(uint8_t* qs, int j, int c) {
+  uint8_t& byte = qs[32 * (j / 64) + j % 32];
+  byte = (j % 64) < 32 ? uint8_t((byte & 0xF0) | (c & 0xF)) : uint8_t((byte & 0x0F) | ((c & 0xF) << 4));
+}
+
+// Sets or clears bit `bit` of `byte`.
+void SetBit(uint8_t& byte, int bit, bool on) { byte = on ? uint8_t(byte | (1 << bit)) : uint8_t(byte & ~(1 << bit)); }
+
+// Q4_K / Q5_K: d * sc * q - dmin * m with sub-block j / 32's 6-bit pair.
+auto DecoderK4(uint16_t d16, uint16_t dmin16, const uint8_t* scales, int j) {
+  uint8_t sc, m;
+  GetScaleMinK4(j / 32, scales, &sc, &m);
+  const float d1 = F16ToF32(d16) * sc;
+  const float m1 = F16ToF32(dmin16) * m;
+  return [d1, m1](int c) { return d1 * c - m1; };
 }
 
 }  // namespace
@@ -708,6 +742,85 @@ void IQ4_XSFormat::QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t
 
 void IQ4_XSFormat::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
   DequantizeBlocks<Block>(row, out, n, DequantizeIq4Xs);
+}
+
+
+// Every RoundInPlace scans the element's codes in full (at most 32), except
+// Q6_K's 64, which are linear: its rounding and the two neighbours.
+
+float Q2_KFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q2_KFormat>(
+      row, i, x, ggml_block::AllCodes{0, 3},
+      [](const Block& block, int j) {
+        const uint8_t sc = block.scales[j / 16];
+        const float dl = F16ToF32(block.d) * (sc & 0xF);
+        const float ml = F16ToF32(block.dmin) * (sc >> 4);
+        return [dl, ml](int c) { return dl * c - ml; };
+      },
+      [](Block& block, int j, int c) { Set2Bit(block.qs, j, c); });
+}
+
+float Q3_KFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q3_KFormat>(
+      row, i, x, ggml_block::AllCodes{0, 7},
+      [](const Block& block, int j) {
+        const float dl = F16ToF32(block.d) * ScaleQ3K(j / 16, block.scales);
+        return [dl](int c) { return dl * (c - 4); };
+      },
+      [](Block& block, int j, int c) {
+        Set2Bit(block.qs, j, c);
+        SetBit(block.hmask[j % 32], j / 32, c >= 4);
+      });
+}
+
+float Q4_KFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q4_KFormat>(
+      row, i, x, ggml_block::AllCodes{0, 15},
+      [](const Block& block, int j) { return DecoderK4(block.d, block.dmin, block.scales, j); },
+      [](Block& block, int j, int c) { SetNibbleK4(block.qs, j, c); });
+}
+
+float Q5_KFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<Q5_KFormat>(
+      row, i, x, ggml_block::AllCodes{0, 31},
+      [](const Block& block, int j) { return DecoderK4(block.d, block.dmin, block.scales, j); },
+      [](Block& block, int j, int c) {
+        SetNibbleK4(block.qs, j, c);
+        SetBit(block.qh[j % 32], 2 * (j / 64) + (j % 64) / 32, c >= 16);
+      });
+}
+
+float Q6_KFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  auto scale = [](const Block& block, int j) { return F16ToF32(block.d) * block.scales[j / 16]; };
+  return ggml_block::RoundElementInPlace<Q6_KFormat>(
+      row, i, x,
+      [scale](const Block& block, int j, float y) { return ggml_block::AroundRounded(y, scale(block, j), 32, 0, 63); },
+      [scale](const Block& block, int j) {
+        const float dl = scale(block, j);
+        return [dl](int c) { return dl * (c - 32); };
+      },
+      [](Block& block, int j, int c) {
+        // Half h = j / 128; within it, quarter k = (j % 128) / 32 and lane l = j % 32:
+        // ql[64h + l + 32 (k & 1)] nibble k / 2, qh[32h + l] bits 2k..2k+1.
+        const int h = j / 128, k = (j % 128) / 32, l = j % 32;
+        uint8_t& low = block.ql[64 * h + l + 32 * (k & 1)];
+        low = k < 2 ? uint8_t((low & 0xF0) | (c & 0xF)) : uint8_t((low & 0x0F) | ((c & 0xF) << 4));
+        uint8_t& high = block.qh[32 * h + l];
+        high = uint8_t((high & ~(3 << (2 * k))) | ((c >> 4) << (2 * k)));
+      });
+}
+
+float IQ4_XSFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<IQ4_XSFormat>(
+      row, i, x, ggml_block::AllCodes{0, 15},
+      [](const Block& block, int j) {
+        const float dl = F16ToF32(block.d) * (ScaleIq4Xs(j / 32, block) - 32);
+        return [dl](int c) { return dl * kIq4NlValues[c]; };
+      },
+      [](Block& block, int j, int c) {
+        uint8_t& byte = block.qs[16 * (j / 32) + j % 16];
+        byte = (j % 32) < 16 ? uint8_t((byte & 0xF0) | c) : uint8_t((byte & 0x0F) | (c << 4));
+      });
 }
 
 }  // namespace lowbit

@@ -79,6 +79,8 @@ struct Q2_KFormat {
       "llama.cpp Q2_K: 16x16 sub-blocks, 4-bit scales+mins, fp16 d/dmin, 2.625 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q3_K: 16 sub-blocks of 16, symmetric.
@@ -115,6 +117,8 @@ struct Q3_KFormat {
       "llama.cpp Q3_K: 16x16 sub-blocks, signed 6-bit scales, fp16 d, 3.4375 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q4_K: 8 sub-blocks of 32, asymmetric.
@@ -151,6 +155,8 @@ struct Q4_KFormat {
       "llama.cpp Q4_K: 8x32 sub-blocks, 6-bit scales+mins, fp16 d/dmin, 4.5 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q5_K: Q4_K plus a fifth bit per weight.
@@ -185,6 +191,8 @@ struct Q5_KFormat {
       "llama.cpp Q5_K: 8x32 sub-blocks, 6-bit scales+mins, fp16 d/dmin, 5.5 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // Q6_K: 16 sub-blocks of 16, symmetric.
@@ -219,6 +227,8 @@ struct Q6_KFormat {
   static constexpr const char* kDatasheet = "llama.cpp Q6_K: 16x16 sub-blocks, int8 scales, fp16 d, 6.5625 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // IQ4_XS: 8 sub-blocks of 32, non-linear 4-bit codes (kIq4NlValues, iq4_table.h).
@@ -254,6 +264,8 @@ struct IQ4_XSFormat {
       "llama.cpp IQ4_XS: 8x32 sub-blocks, 16-level non-linear codes, 6-bit scales, fp16 d, 4.25 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 }  // namespace lowbit
