@@ -152,6 +152,34 @@ TEST_P(RoundInPlaceTest, DecodedValuesAreFixedPoints) {
   }
 }
 
+// Many calls on one row, at random elements with random targets across the
+// row's range: after each, the row decodes to what is expected (element i to
+// the returned value, the others as before). Reaches code combinations a
+// quantizer rarely writes, e.g. most of TQ1_0's 243 five-trit bytes.
+TEST_P(RoundInPlaceTest, RandomWalkMovesOnlyTheRoundedElement) {
+  const int64_t n = N();
+  for (Data data : {Data::kGaussian, Data::kOutliers}) {
+    const uint64_t seed = Seed(data, 3);
+    SCOPED_TRACE(Trace(seed));
+    std::vector<uint8_t> row = QuantizedRow(data, seed);
+    std::vector<float> expected = Decode(F(), row, n);
+    const auto [lo, hi] = std::minmax_element(expected.begin(), expected.end());
+    const double low = *lo, span = std::max(double(*hi) - double(*lo), 1e-6);
+    std::mt19937_64 rng(seed ^ 0xa11);
+    for (int step = 0; step < 2000; ++step) {
+      const int64_t i = int64_t(rng() % uint64_t(n));
+      const float x = float(low - 0.1 * span + 1.2 * span * Uniform(rng));
+      expected[size_t(i)] = F().round_in_place(row.data(), n, i, x);
+      const std::vector<float> after = Decode(F(), row, n);
+      for (int64_t j = 0; j < n; ++j) {
+        ASSERT_TRUE(SameBits(after[size_t(j)], expected[size_t(j)]))
+            << "step " << step << ": rounding element " << i << " to x=" << x << ", element " << j << " decodes to "
+            << after[size_t(j)] << ", expected " << expected[size_t(j)];
+      }
+    }
+  }
+}
+
 // The sweep: every value RoundInPlace returns for element i over a fine grid
 // (uniform across the scale group's range and beyond, geometric towards 0
 // for the floating-point and logarithmic codes, the group's decoded values,

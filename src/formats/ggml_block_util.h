@@ -66,6 +66,13 @@ inline float MeanSquare(const float* x, int64_t n) {
   return sum / static_cast<float>(n);
 }
 
+// Writes the 4-bit code c of element j (of 32) into the Q4_0-style nibbles:
+// byte j % 16, low nibble for j < 16, high for j >= 16 (Q4_*, Q5_*, IQ4_NL).
+inline void SetNibble32(uint8_t* qs, int j, int c) {
+  uint8_t& byte = qs[j % 16];
+  byte = j < 16 ? uint8_t((byte & 0xF0) | (c & 0x0F)) : uint8_t((byte & 0x0F) | ((c & 0x0F) << 4));
+}
+
 // RoundInPlace of a row of ggml blocks (format.h RoundInPlaceFn): element i
 // gets the code c in codes(block, j, x) whose decoded value is nearest to x,
 // j being i's index in its block. decoder(block, j) returns the element's

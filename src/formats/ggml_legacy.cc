@@ -76,8 +76,7 @@ void UnpackCodes(const uint8_t* qs, const uint8_t* qh, int* codes) {
 // Writes code c of element j into a block's nibbles (and bit 4 into qh when
 // given): the inverse of UnpackCodes for one element.
 void SetCode(uint8_t* qs, uint8_t* qh, int j, int c) {
-  uint8_t& byte = qs[j % 16];
-  byte = j < 16 ? uint8_t((byte & 0xF0) | (c & 0x0F)) : uint8_t((byte & 0x0F) | ((c & 0x0F) << 4));
+  ggml_block::SetNibble32(qs, j, c);
   if (qh != nullptr) {
     const uint8_t bit = uint8_t(1u << (j % 8));
     qh[j / 8] = (c & 0x10) ? uint8_t(qh[j / 8] | bit) : uint8_t(qh[j / 8] & ~bit);

@@ -99,6 +99,40 @@ struct TritGroup {
 constexpr TritGroup kTq1Groups[] = {{0, 32, 0, 32, 5}, {32, 16, 160, 16, 5}, {48, 4, 240, 4, 4}};
 constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
 
+// Trit i (0..4, 0 the most significant) of a TQ1_0 byte. Multiplying by 3^i
+// (mod 256) brings trit i to the top of the byte's 256/243-scaled base-3
+// fraction; * 3 >> 8 reads it.
+int TritOf(uint8_t byte, int i) {
+  const uint8_t shifted = static_cast<uint8_t>(byte * kPow3[i]);
+  return (shifted * 3) >> 8;
+}
+
+// The byte of five trits t[0..4] (t[0] most significant): v = sum t_i 3^(4-i)
+// stored as ceil(v * 256 / 243).
+uint8_t PackTrits(const uint8_t* t) {
+  int v = 0;
+  for (int i = 0; i < 5; ++i) v = 3 * v + t[i];
+  return static_cast<uint8_t>((v * 256 + 242) / 243);
+}
+
+// Byte (0..51: qs then qh) and trit position of element e of a TQ1_0 block.
+void LocateTrit(int e, int* byte, int* position) {
+  for (const TritGroup& g : kTq1Groups) {
+    const int r = e - g.first_element;  // groups ascend, so r >= 0 here
+    if (r < g.bytes * g.trits) {
+      *byte = g.first_byte + r % g.stride;
+      *position = r / g.stride;
+      return;
+    }
+  }
+}
+
+// RoundInPlace decoder of both ternary formats: d * (t - 1), t in {0, 1, 2}.
+constexpr auto kTernaryDecoder = [](const auto& block, int) {
+  const float d = FromF16(block.d);
+  return [d](int t) { return float(t - 1) * d; };
+};
+
 // Ternary code of x: round-half-away(x / d) + 1 in {0, 1, 2}, d = max |x|.
 // Returns d; the clamp acts only when the scale saturated.
 float TernaryCodes(const float* x, uint8_t* t) {
@@ -137,6 +171,16 @@ void IQ4_NLFormat::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
   }
 }
 
+float IQ4_NLFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<IQ4_NLFormat>(
+      row, i, x, ggml_block::AllCodes{0, 15},
+      [](const Block& block, int) {
+        const float d = FromF16(block.d);
+        return [d](int c) { return d * float(kIq4NlValues[c]); };
+      },
+      [](Block& block, int j, int c) { ggml_block::SetNibble32(block.qs, j, c); });
+}
+
 void TQ1_0Format::QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float*) {
   CheckRowLength(kName, n, kBlockSize);
   for (int64_t b = 0; b < rows * n / kBlockSize; ++b) {
@@ -146,9 +190,9 @@ void TQ1_0Format::QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t*
     uint8_t packed[52];  // qs then qh, as in the block
     for (const TritGroup& g : kTq1Groups) {
       for (int m = 0; m < g.bytes; ++m) {
-        int v = 0;  // base 3, first element most significant, padded to 5 trits
-        for (int i = 0; i < 5; ++i) v = 3 * v + (i < g.trits ? t[g.first_element + m + g.stride * i] : 0);
-        packed[g.first_byte + m] = static_cast<uint8_t>((v * 256 + 242) / 243);  // ceil(v * 256 / 243)
+        uint8_t trits[5] = {};  // first element most significant, padded to 5 trits
+        for (int i = 0; i < g.trits; ++i) trits[i] = t[g.first_element + m + g.stride * i];
+        packed[g.first_byte + m] = PackTrits(trits);
       }
     }
     std::memcpy(block.qs, packed, 48);
@@ -168,15 +212,26 @@ void TQ1_0Format::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     for (const TritGroup& g : kTq1Groups) {
       for (int m = 0; m < g.bytes; ++m) {
         for (int i = 0; i < g.trits; ++i) {
-          // Multiplying by 3^i (mod 256) brings trit i to the top of the
-          // byte's 256/243-scaled base-3 fraction; * 3 >> 8 reads it.
-          const uint8_t shifted = static_cast<uint8_t>(packed[g.first_byte + m] * kPow3[i]);
-          const int trit = (shifted * 3) >> 8;
-          y[g.first_element + m + g.stride * i] = float(trit - 1) * d;
+          y[g.first_element + m + g.stride * i] = float(TritOf(packed[g.first_byte + m], i) - 1) * d;
         }
       }
     }
   }
+}
+
+// Decodes the five trits of the element's byte, replaces one and re-packs
+// them as the quantizer does (qh bytes keep their fifth trit 0).
+float TQ1_0Format::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<TQ1_0Format>(
+      row, i, x, ggml_block::AllCodes{0, 2}, kTernaryDecoder, [](Block& block, int j, int t) {
+        int index, position;
+        LocateTrit(j, &index, &position);
+        uint8_t& byte = index < 48 ? block.qs[index] : block.qh[index - 48];
+        uint8_t trits[5];
+        for (int k = 0; k < 5; ++k) trits[k] = static_cast<uint8_t>(TritOf(byte, k));
+        trits[position] = static_cast<uint8_t>(t);
+        byte = PackTrits(trits);
+      });
 }
 
 void TQ2_0Format::QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float*) {
@@ -207,6 +262,17 @@ void TQ2_0Format::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
       }
     }
   }
+}
+
+// Codes {0, 1, 2} only: the quantizer never writes 3 (which would decode to
+// 2d), so a rounded row stays ternary.
+float TQ2_0Format::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+  return ggml_block::RoundElementInPlace<TQ2_0Format>(
+      row, i, x, ggml_block::AllCodes{0, 2}, kTernaryDecoder, [](Block& block, int j, int t) {
+        uint8_t& byte = block.qs[32 * (j / 128) + j % 32];
+        const int shift = 2 * ((j % 128) / 32);
+        byte = static_cast<uint8_t>((byte & ~(3 << shift)) | (t << shift));
+      });
 }
 
 }  // namespace lowbit

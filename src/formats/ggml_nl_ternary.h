@@ -44,6 +44,8 @@ struct IQ4_NLFormat {
       "ggml IQ4_NL: 32 x 4-bit index into a 16-level non-linear table + f16 scale, 4.5 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // TQ1_0 (ggml type 34). 256 weights in 54 bytes = 1.6875 bits/weight.
@@ -80,6 +82,8 @@ struct TQ1_0Format {
   // vector is ignored, as in llama.cpp.
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 // TQ2_0 (ggml type 35). 256 weights in 66 bytes = 2.0625 bits/weight.
@@ -107,6 +111,8 @@ struct TQ2_0Format {
       "ggml TQ2_0: 256 ternary weights as 2-bit codes + f16 scale, 2.0625 bits/weight";
   static void QuantizeRows(const float* x, int64_t rows, int64_t n, uint8_t* out, const float* importance);
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n);
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn).
+  static float RoundInPlace(uint8_t* row, int64_t n, int64_t i, float x);
 };
 
 }  // namespace lowbit
