@@ -1,4 +1,4 @@
-// rtn, rtn-mse and imatrix (see method.h).
+// rtn, rtn-mse and imatrix (see method.h); hqq is in hqq.cc.
 #include "quant/method.h"
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "quant/hqq.h"
 
 namespace lowbit {
 
@@ -136,9 +137,10 @@ std::unique_ptr<QuantMethod> MakeQuantMethod(std::string_view name, ThreadPool* 
   if (name == "rtn") return std::make_unique<RtnMethod>(pool);
   if (name == "rtn-mse") return std::make_unique<RtnMseMethod>(pool);
   if (name == "imatrix") return std::make_unique<ImatrixMethod>(pool);
+  if (name == "hqq") return MakeHqqMethod(pool);
   Fail("unknown quantization method '{}' (known: {})", name, QuantMethodNames());
 }
 
-std::string QuantMethodNames() { return "rtn, rtn-mse, imatrix"; }
+std::string QuantMethodNames() { return "rtn, rtn-mse, imatrix, hqq"; }
 
 }  // namespace lowbit

@@ -17,7 +17,11 @@
 //            squared activation of each input channel, from calibration).
 //            The pipeline requires statistics for every quantized tensor but
 //            token_embd (a lookup, no matmul input), which gets the plain codec.
-// Step 4 adds GPTQ, AWQ, SmoothQuant, HQQ behind the same interface.
+//   hqq      calibration-free half-quadratic minimisation of the lp (p = 0.7)
+//            weight error: HQQ's scale/zero updates for INT asymmetric
+//            formats, the same splitting around the codec for the others
+//            (quant/hqq.h). Per group never worse than rtn in that error.
+// Step 4 adds GPTQ, AWQ, SmoothQuant behind the same interface.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +49,7 @@ class QuantMethod {
                               const FormatInfo& fmt, const float* importance, uint8_t* out) const = 0;
 };
 
-// "rtn", "rtn-mse" or "imatrix"; `pool` (may be null) parallelises over rows.
+// "rtn", "rtn-mse", "imatrix" or "hqq"; `pool` (may be null) parallelises over rows.
 // Throws Error naming the known methods for anything else.
 std::unique_ptr<QuantMethod> MakeQuantMethod(std::string_view name, ThreadPool* pool = nullptr);
 std::string QuantMethodNames();
