@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "formats/quant_util.h"
+#include "formats/round_util.h"
 
 namespace lowbit::bnb {
 
@@ -91,6 +92,18 @@ void DequantizeBlock(Book4 book, const uint8_t* codes, float absmax, float* out)
   }
 }
 
+// Where block b's 32 code bytes start in a row.
+int64_t CodesOffset(bool double_quant, int64_t b) { return double_quant ? 8 + b * 33 + 1 : b * 36 + 4; }
+
+// The absmax block b's codes are scaled by, as decoded.
+float DecodedAbsmax(bool double_quant, const uint8_t* row, int64_t b) {
+  if (!double_quant) return quant::LoadF32(row + b * 36);
+  // A decoded absmax can come out slightly negative for a near-zero block;
+  // the quantizer then chose the zero code, so clamping changes nothing
+  // but keeps the sign of zero predictable.
+  return std::max(DecodeAbsmax(row[8 + b * 33], quant::LoadF32(row + 4), quant::LoadF32(row)), 0.0f);
+}
+
 float BlockAbsmax(const float* x) {
   float amax = 0.0f;
   for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -146,22 +159,19 @@ void QuantizeRows(Book4 book, bool double_quant, const float* x, int64_t rows, i
 }
 
 void DequantizeRow(Book4 book, bool double_quant, const uint8_t* row, float* out, int64_t n) {
-  const int64_t blocks = n / kBlock;
-  if (!double_quant) {
-    for (int64_t b = 0; b < blocks; ++b)
-      DequantizeBlock(book, row + b * 36 + 4, quant::LoadF32(row + b * 36), out + b * kBlock);
-    return;
-  }
-  const float offset = quant::LoadF32(row);
-  const float absmax2 = quant::LoadF32(row + 4);
-  for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* block = row + 8 + b * 33;
-    // A decoded absmax can come out slightly negative for a near-zero block;
-    // the quantizer then chose the zero code, so clamping changes nothing
-    // but keeps the sign of zero predictable.
-    const float absmax = std::max(DecodeAbsmax(block[0], absmax2, offset), 0.0f);
-    DequantizeBlock(book, block + 1, absmax, out + b * kBlock);
-  }
+  for (int64_t b = 0; b < n / kBlock; ++b)
+    DequantizeBlock(book, row + CodesOffset(double_quant, b), DecodedAbsmax(double_quant, row, b), out + b * kBlock);
+}
+
+float RoundInPlace(Book4 book, bool double_quant, uint8_t* row, int64_t i, float x) {
+  const int64_t b = i / kBlock;
+  const float absmax = DecodedAbsmax(double_quant, row, b);
+  const float* values = CodeBook(book);
+  auto value = [values, absmax](int c) { return values[c] * absmax; };
+  const int c = round_util::NearestCode(round_util::Target(x), 0, 15, value);
+  uint8_t& byte = row[CodesOffset(double_quant, b) + (i % kBlock) / 2];
+  byte = i % 2 == 0 ? uint8_t((byte & 0x0F) | (c << 4)) : uint8_t((byte & 0xF0) | c);  // first element high
+  return value(c);
 }
 
 }  // namespace lowbit::bnb

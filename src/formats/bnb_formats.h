@@ -52,6 +52,9 @@ uint8_t Encode4(Book4 book, float y);
 
 void QuantizeRows(Book4 book, bool double_quant, const float* x, int64_t rows, int64_t n, uint8_t* out);
 void DequantizeRow(Book4 book, bool double_quant, const uint8_t* row, float* out, int64_t n);
+// GPTQ's fixed-scale rounding (format.h RoundInPlaceFn): the nearest of the
+// 16 book entries times the block's (decoded) absmax.
+float RoundInPlace(Book4 book, bool double_quant, uint8_t* row, int64_t i, float x);
 
 }  // namespace bnb
 
@@ -85,6 +88,9 @@ struct BnbFormat {
   }
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     bnb::DequantizeRow(kBook, kDoubleQuant, row, out, n);
+  }
+  static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+    return bnb::RoundInPlace(kBook, kDoubleQuant, row, i, x);
   }
 };
 
