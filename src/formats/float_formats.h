@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "formats/round_util.h"
 
 namespace lowbit {
 
@@ -26,6 +27,12 @@ struct F32Format {
   }
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     std::memcpy(out, row, size_t(n) * sizeof(float));
+  }
+  // GPTQ's rounding (format.h RoundInPlaceFn): x itself (NaN -> 0, +-inf -> +-FLT_MAX).
+  static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+    x = round_util::Target(x);
+    std::memcpy(row + 4 * i, &x, 4);
+    return x;
   }
 };
 
@@ -54,6 +61,14 @@ struct F16Format {
       out[i] = F16ToF32(h);
     }
   }
+  // x rounded to nearest even; beyond 65504 (where the conversion gives
+  // inf) the largest finite value.
+  static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+    uint16_t h = F32ToF16(round_util::Target(x));
+    if ((h & 0x7FFF) == 0x7C00) h = uint16_t((h & 0x8000) | 0x7BFF);
+    std::memcpy(row + 2 * i, &h, 2);
+    return F16ToF32(h);
+  }
 };
 
 struct BF16Format {
@@ -80,6 +95,14 @@ struct BF16Format {
       std::memcpy(&h, row + 2 * i, 2);
       out[i] = Bf16ToF32(h);
     }
+  }
+  // x rounded to nearest even; beyond the largest finite bf16 (where the
+  // conversion gives inf) that value.
+  static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+    uint16_t h = F32ToBf16(round_util::Target(x));
+    if ((h & 0x7FFF) == 0x7F80) h = uint16_t((h & 0x8000) | 0x7F7F);
+    std::memcpy(row + 2 * i, &h, 2);
+    return Bf16ToF32(h);
   }
 };
 
