@@ -23,6 +23,7 @@
 #include "core/fp8.h"
 #include "formats/float_formats.h"
 #include "formats/quant_util.h"
+#include "formats/round_util.h"
 
 namespace lowbit {
 
@@ -42,6 +43,22 @@ struct Fp8RowCodec {
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     const float scale = quant::LoadF32(row);
     for (int64_t i = 0; i < n; ++i) out[i] = scale * Codec::Decode(row[4 + i]);
+  }
+  // GPTQ's fixed-scale rounding: the finite codes as signed ordinals
+  // -max..max, whose values ascend with the ordinal (NaN and E5M2's inf
+  // codes are never written). Encode(x / scale) is within one ordinal of
+  // the nearest (scale * value is exact: 16 by 4 significant bits).
+  static float RoundInPlace(uint8_t* row, int64_t i, float x) {
+    constexpr int kMaxOrdinal = Codec::kMaxFiniteCode;
+    const float scale = quant::LoadF32(row);
+    x = round_util::Target(x);
+    auto code = [](int ordinal) { return uint8_t(ordinal < 0 ? 0x80 | -ordinal : ordinal); };
+    auto value = [scale, code](int ordinal) { return scale * Codec::Decode(code(ordinal)); };
+    const uint8_t guess = scale > 0.0f ? Codec::Encode(x / scale) : uint8_t(0);
+    const int ordinal = round_util::NearestCodeAround(x, (guess & 0x80) ? -(guess & 0x7F) : guess, -kMaxOrdinal,
+                                                      kMaxOrdinal, value);
+    row[4 + i] = code(ordinal);
+    return value(ordinal);
   }
 };
 
@@ -65,6 +82,9 @@ struct Fp8E4M3Format {
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     Fp8RowCodec<Fp8E4M3>::DequantizeRow(row, out, n);
   }
+  static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+    return Fp8RowCodec<Fp8E4M3>::RoundInPlace(row, i, x);
+  }
 };
 
 struct Fp8E5M2Format {
@@ -85,6 +105,9 @@ struct Fp8E5M2Format {
   }
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     Fp8RowCodec<Fp8E5M2>::DequantizeRow(row, out, n);
+  }
+  static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+    return Fp8RowCodec<Fp8E5M2>::RoundInPlace(row, i, x);
   }
 };
 
