@@ -21,6 +21,7 @@
 
 #include "formats/float_formats.h"
 #include "formats/quant_util.h"
+#include "formats/round_util.h"
 
 namespace lowbit {
 
@@ -64,6 +65,16 @@ struct Log4Format {
         block[2 + i / 2] = uint8_t(EncodeCode(y0) | EncodeCode(y1) << 4);
       }
     }
+  }
+  // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn): the nearest of
+  // the 16 levels (both zeros included) times the group's scale.
+  static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
+    uint8_t* block = row + (i / kBlockSize) * kBlockBytes;
+    const float scale = quant::LoadF16(block);
+    auto value = [scale](int c) { return scale * DecodeCode(uint8_t(c)); };
+    const int c = round_util::NearestCode(round_util::Target(x), 0, 15, value);
+    quant::SetCode<4>(block + 2, i % kBlockSize, uint8_t(c));
+    return value(c);
   }
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     for (int64_t g = 0; g < n / kBlockSize; ++g) {
