@@ -127,6 +127,14 @@ class RoundInPlaceTest : public ::testing::TestWithParam<const FormatInfo*> {
   }
 };
 
+TEST(RoundInPlace, EveryWeightFormatHasIt) {
+  std::string missing;
+  for (const FormatInfo& f : AllFormats()) {
+    if (f.weight_format && f.round_in_place == nullptr) missing += (missing.empty() ? "" : ", ") + std::string(f.name);
+  }
+  EXPECT_TRUE(missing.empty()) << "weight formats without RoundInPlace: " << missing;
+}
+
 TEST(RoundInPlace, EveryWeightFormatHasCodeFacts) {
   for (const FormatInfo& f : AllFormats())
     if (f.weight_format) {
@@ -183,7 +191,7 @@ TEST_P(RoundInPlaceTest, RandomWalkMovesOnlyTheRoundedElement) {
 // The sweep: every value RoundInPlace returns for element i over a fine grid
 // (uniform across the scale group's range and beyond, geometric towards 0
 // for the floating-point and logarithmic codes, the group's decoded values,
-// and +-1e30), on a scratch copy of the row.
+// and +-inf), on a scratch copy of the row.
 std::vector<float> ReachableValues(const FormatInfo& f, std::vector<uint8_t> row, int64_t n, int64_t i,
                                    const std::vector<float>& group_values) {
   float lo = 0.0f, hi = 0.0f;
@@ -203,8 +211,8 @@ std::vector<float> ReachableValues(const FormatInfo& f, std::vector<uint8_t> row
   }
   for (float v : group_values) probe(v);
   probe(0.0);
-  probe(1e30);
-  probe(-1e30);
+  probe(INFINITY);  // defined to give the extreme codes
+  probe(-INFINITY);
   std::vector<float> out;
   for (float v : values)
     if (out.empty() || v != out.back()) out.push_back(v);  // +0 and -0 count once
@@ -237,13 +245,13 @@ TEST_P(RoundInPlaceTest, NearestOfTheReachableValues) {
       }
       for (float v : reachable) ASSERT_TRUE(std::isfinite(v)) << "reachable value " << v;
 
-      // The x to check: uniform over the range and beyond, near zero, the
+      // The x to check: uniform over the group's range and beyond, near zero, the
       // midpoints between consecutive reachable values and their float
       // neighbours, the reachable values, and the special inputs.
-      const double lo = reachable.front(), hi = reachable.back();
-      const double span = std::max(hi - lo, 1e-6);
+      const auto [lo, hi] = std::minmax_element(group_values.begin(), group_values.end());
+      const double low = std::min(0.0f, *lo), span = std::max(double(std::max(0.0f, *hi)) - low, 1e-6);
       std::vector<float> xs;
-      for (int k = 0; k < 64; ++k) xs.push_back(float(lo - 0.25 * span + 1.5 * span * Uniform(rng)));
+      for (int k = 0; k < 64; ++k) xs.push_back(float(low - 0.25 * span + 1.5 * span * Uniform(rng)));
       for (int k = 0; k < 16; ++k) xs.push_back(float(Gaussian(rng) * span * 1e-3));
       const size_t stride = std::max<size_t>(1, reachable.size() / 128);
       for (size_t k = rng() % stride; k + 1 < reachable.size(); k += stride) {
