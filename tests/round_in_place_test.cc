@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "formats/format.h"
+#include "formats/round_util.h"
 
 namespace lowbit {
 namespace {
@@ -140,6 +141,32 @@ TEST(RoundInPlace, EveryWeightFormatHasCodeFacts) {
     if (f.weight_format) {
       EXPECT_GE(FactsOf(f.name).group, 0) << f.name << ": add it to FactsOf in this test";
     }
+}
+
+// The search every format's RoundInPlace uses, on monotone sequences with
+// flats (equal neighbours, as float rounding of c * step + offset produces
+// when the offset dwarfs the step), ascending and descending, against a
+// brute-force nearest.
+TEST(RoundUtil, NearestMonotoneCodeMatchesBruteForce) {
+  const uint64_t seed = BaseSeed() + 17;
+  SCOPED_TRACE("seed=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int count = 1 + int(rng() % 40);
+    std::vector<float> values(static_cast<size_t>(count));
+    for (float& v : values) v = float(int(rng() % 24) - 12) * 0.25f;  // few levels: many flats
+    std::sort(values.begin(), values.end());
+    if (rng() % 2) std::reverse(values.begin(), values.end());
+    const int lo = int(rng() % 5) - 2;  // codes lo .. lo + count - 1
+    auto value = [&](int c) { return values[size_t(c - lo)]; };
+    const float x = rng() % 4 == 0 ? value(lo + int(rng() % uint64_t(count))) : float(Gaussian(rng) * 4.0);
+    const int got = round_util::NearestMonotoneCode(x, lo, lo + count - 1, value);
+    ASSERT_GE(got, lo);
+    ASSERT_LT(got, lo + count);
+    double best = INFINITY;
+    for (float v : values) best = std::min(best, Distance(x, v));
+    ASSERT_EQ(Distance(x, value(got)), best) << "trial " << trial << " x=" << x;
+  }
 }
 
 // RoundInPlace(row, n, i, decoded[i]) returns decoded[i] and the row still

@@ -163,15 +163,23 @@ void DequantizeRow(Book4 book, bool double_quant, const uint8_t* row, float* out
     DequantizeBlock(book, row + CodesOffset(double_quant, b), DecodedAbsmax(double_quant, row, b), out + b * kBlock);
 }
 
+// Codes in ascending order of value: NF4's book is sorted (ordinal = code);
+// FP4's by signed ordinal -7..7, sign bit and the magnitude's code (0 is +0).
+int CodeOfOrdinal(Book4 book, int ordinal) {
+  if (book == Book4::kNf4) return ordinal;
+  return (ordinal < 0 ? 8 : 0) | kFp4MagnitudeCodes[ordinal < 0 ? -ordinal : ordinal];
+}
+
 float RoundInPlace(Book4 book, bool double_quant, uint8_t* row, int64_t i, float x) {
   const int64_t b = i / kBlock;
   const float absmax = DecodedAbsmax(double_quant, row, b);
   const float* values = CodeBook(book);
-  auto value = [values, absmax](int c) { return values[c] * absmax; };
-  const int c = round_util::NearestCode(round_util::Target(x), 0, 15, value);
+  auto value = [book, values, absmax](int ordinal) { return values[CodeOfOrdinal(book, ordinal)] * absmax; };
+  const int lo = book == Book4::kNf4 ? 0 : -7, hi = book == Book4::kNf4 ? 15 : 7;
+  const int c = CodeOfOrdinal(book, round_util::NearestMonotoneCode(round_util::Target(x), lo, hi, value));
   uint8_t& byte = row[CodesOffset(double_quant, b) + (i % kBlock) / 2];
   byte = i % 2 == 0 ? uint8_t((byte & 0x0F) | (c << 4)) : uint8_t((byte & 0xF0) | c);  // first element high
-  return value(c);
+  return values[c] * absmax;
 }
 
 }  // namespace lowbit::bnb

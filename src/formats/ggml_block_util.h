@@ -78,10 +78,12 @@ inline void SetNibble32(uint8_t* qs, int j, int c) {
 // j being i's index in its block. decoder(block, j) returns the element's
 // decoder, c -> value, written as the dequantizer writes it so the returned
 // value is bit for bit what dequantize gives; store(block, j, c) writes c.
+// Every ggml code is monotone in its value (linear codes, and the ascending
+// IQ4 table), so the search is round_util::NearestMonotoneCode.
 struct CodeRange {
   int lo, hi;
 };
-// codes() for an element that may take any of [lo, hi] (scanned in full).
+// codes() for an element that may take any of [lo, hi].
 struct AllCodes {
   int lo, hi;
   template <typename Block>
@@ -98,7 +100,7 @@ float RoundElementInPlace(uint8_t* row, int64_t i, float x, Codes codes, Decoder
   x = round_util::Target(x);
   const auto value = decoder(block, j);
   const CodeRange range = codes(block, j, x);
-  const int c = round_util::NearestCode(x, range.lo, range.hi, value);
+  const int c = round_util::NearestMonotoneCode(x, range.lo, range.hi, value);
   store(block, j, c);
   StoreBlock(block, p);
   return value(c);

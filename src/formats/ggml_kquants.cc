@@ -745,8 +745,8 @@ void IQ4_XSFormat::DequantizeRow(const uint8_t* row, float* out, int64_t n) {
 }
 
 
-// Every RoundInPlace scans the element's codes in full (at most 32), except
-// Q6_K's 64, which are linear: its rounding and the two neighbours.
+// Each RoundInPlace searches the element's codes (ggml_block_util.h), Q6_K's
+// 64 linear ones from their algebraic rounding and its two neighbours.
 
 float Q2_KFormat::RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
   return ggml_block::RoundElementInPlace<Q2_KFormat>(

@@ -67,14 +67,16 @@ struct Log4Format {
     }
   }
   // GPTQ's fixed-scale rounding (format.h RoundInPlaceFn): the nearest of
-  // the 16 levels (both zeros included) times the group's scale.
+  // the levels times the group's scale, searched over signed ordinals -7..7
+  // (sign and exponent field; values ascend with them; 0 is +0).
   static float RoundInPlace(uint8_t* row, int64_t, int64_t i, float x) {
     uint8_t* block = row + (i / kBlockSize) * kBlockBytes;
     const float scale = quant::LoadF16(block);
-    auto value = [scale](int c) { return scale * DecodeCode(uint8_t(c)); };
-    const int c = round_util::NearestCode(round_util::Target(x), 0, 15, value);
-    quant::SetCode<4>(block + 2, i % kBlockSize, uint8_t(c));
-    return value(c);
+    auto code = [](int ordinal) { return uint8_t(ordinal < 0 ? 8 | -ordinal : ordinal); };
+    auto value = [scale, code](int ordinal) { return scale * DecodeCode(code(ordinal)); };
+    const int ordinal = round_util::NearestMonotoneCode(round_util::Target(x), -7, 7, value);
+    quant::SetCode<4>(block + 2, i % kBlockSize, code(ordinal));
+    return value(ordinal);
   }
   static void DequantizeRow(const uint8_t* row, float* out, int64_t n) {
     for (int64_t g = 0; g < n / kBlockSize; ++g) {

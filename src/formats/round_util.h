@@ -1,11 +1,12 @@
 // Pieces shared by the formats' RoundInPlace (format.h RoundInPlaceFn:
 // GPTQ's rounding of one element with the block's scales fixed). A format
-// lists the codes element i may take and how each decodes -- with the very
-// expression its dequantizer uses, so the returned value is bit for bit what
-// dequantize gives -- and these helpers pick the code whose decoded value is
-// nearest to x. Candidates are compared by their decoded floats, never by an
-// algebraic rounding alone: for offset (asymmetric) and non-linear codes the
-// algebra can be one code off at a decision boundary.
+// lists the codes element i may take, in an order in which their values
+// ascend (or descend), and how each decodes -- with the very expression its
+// dequantizer uses, so the returned value is bit for bit what dequantize
+// gives -- and these helpers pick the code whose decoded value is nearest to
+// x. Candidates are compared by their decoded floats, never by an algebraic
+// rounding alone: for offset (asymmetric) and non-linear codes the algebra
+// can be one code off at a decision boundary.
 #pragma once
 
 #include <algorithm>
@@ -33,29 +34,39 @@ inline bool Nearer(float x, float a, float b) {
   return false;
 }
 
-// The code c in [lo, hi] whose value(c) is nearest to x; the lowest such
-// code on a tie (deterministic). x must have gone through Target.
+// The code c in [lo, hi] whose value(c) is nearest to x, for codes whose
+// value is monotone in the code (ascending or descending; flats allowed):
+// c * step - offset rounded in float is, whatever the rounding, and so is
+// a code book in ascending order. A binary search finds the first code on
+// or past x; the nearest is it or its predecessor, the only candidates on
+// either side of x. log2(hi - lo + 1) + 2 evaluations, exact for any such
+// sequence. On a tie the lower code wins (deterministic). x must have gone
+// through Target.
 template <typename Value>
-int NearestCode(float x, int lo, int hi, Value value) {
-  int best = lo;
-  float best_value = value(lo);
-  for (int c = lo + 1; c <= hi; ++c) {
-    const float v = value(c);
-    if (Nearer(x, v, best_value)) {
-      best = c;
-      best_value = v;
+int NearestMonotoneCode(float x, int lo, int hi, Value value) {
+  const bool ascending = !(value(hi) < value(lo));
+  int first = lo, end = hi + 1;  // first code in [lo, hi] on or past x, hi + 1 if none
+  while (first < end) {
+    const int mid = first + (end - first) / 2;
+    const float v = value(mid);
+    if (ascending ? v >= x : v <= x) {
+      end = mid;
+    } else {
+      first = mid + 1;
     }
   }
-  return best;
+  if (first > hi) return hi;
+  if (first == lo) return lo;
+  return Nearer(x, value(first), value(first - 1)) ? first : first - 1;
 }
 
-// For large code spaces whose value is monotone in the code (c * scale with
-// an exact product): `guess` from an algebraic rounding is at most one code
-// off, so only guess - 1 .. guess + 1 (clamped to [lo, hi]) are compared.
+// For large linear code spaces (c * scale with an exact product): `guess`
+// from an algebraic rounding is at most one code off, so only guess - 1 ..
+// guess + 1 (clamped to [lo, hi]) are compared.
 template <typename Value>
 int NearestCodeAround(float x, int guess, int lo, int hi, Value value) {
   guess = std::clamp(guess, lo, hi);
-  return NearestCode(x, std::max(lo, guess - 1), std::min(hi, guess + 1), value);
+  return NearestMonotoneCode(x, std::max(lo, guess - 1), std::min(hi, guess + 1), value);
 }
 
 // round(y) clamped to [lo, hi] as an int; NaN gives lo. For the guesses of
