@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/activation_report.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "eval/kld.h"
@@ -68,6 +69,7 @@ Runner AddKldCommand(CLI::App& app) {
       j["top1_agreement"] = s.top1_agreement;
       j["delta_p_mean"] = s.dp_mean;
       j["delta_p_rms"] = s.dp_rms;
+      if (const nlohmann::json a = ActivationsJson(*model); !a.is_null()) j["activations"] = a;
       PrintJson(j.dump(2));
       return;
     }
@@ -79,6 +81,7 @@ Runner AddKldCommand(CLI::App& app) {
     fmt::print("Same top p:      {:.3f} +/- {:.3f} %\n", 100 * s.top1_agreement, 100 * s.top1_stderr);
     fmt::print("Mean dp:         {:.4f} +/- {:.4f} %\nRMS dp:          {:.4f} %\n", 100 * s.dp_mean,
                100 * s.dp_stderr, 100 * s.dp_rms);
+    PrintActivationSummary(*model);
   };
 }
 

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "cli/activation_report.h"
 #include "cli/commands.h"
 #include "eval/perplexity.h"
 
@@ -45,11 +46,13 @@ Runner AddPplCommand(CLI::App& app) {
       j["chunks"] = r.chunks;
       j["ctx"] = plan.ctx;
       j["protocol"] = o->protocol;
+      if (const nlohmann::json a = ActivationsJson(*model); !a.is_null()) j["activations"] = a;
       PrintJson(j.dump(2));
     } else {
       fmt::print("{} chunks of {} tokens, {} scored predictions ({} protocol)\n", r.chunks, plan.ctx, r.tokens,
                  o->protocol);
       fmt::print("Final estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
+      PrintActivationSummary(*model);
     }
   };
 }

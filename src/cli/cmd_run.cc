@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/activation_report.h"
 #include "cli/commands.h"
 #include "runtime/generate.h"
 
@@ -65,11 +66,13 @@ Runner AddRunCommand(CLI::App& app) {
       j["prompt_tokens"] = r.prompt_tokens.size();
       j["prompt_tokens_per_s"] = pp;
       j["gen_tokens_per_s"] = tg;
+      if (const nlohmann::json a = ActivationsJson(*model); !a.is_null()) j["activations"] = a;
       PrintJson(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       fmt::print("\n");
       fmt::print(stderr, "prompt: {} tokens, {:.1f} tokens/s | generated: {} tokens, {:.1f} tokens/s\n",
                  r.prompt_tokens.size(), pp, r.tokens.size(), tg);
+      PrintActivationSummary(*model);
     }
   };
 }

@@ -9,6 +9,20 @@ namespace lowbit {
 
 std::string_view ArchName(Arch arch) { return arch == Arch::kLlama ? "llama" : "gpt2"; }
 
+std::string_view ActivationModeName(ActivationMode mode) {
+  switch (mode) {
+    case ActivationMode::kNone:
+      return "none";
+    case ActivationMode::kInt8Dynamic:
+      return "int8-dynamic";
+    case ActivationMode::kInt8Static:
+      return "int8-static";
+    case ActivationMode::kLlmInt8:
+      return "llm.int8";
+  }
+  return "?";
+}
+
 void ModelConfig::Validate(const std::string& source) const {
   auto positive = [&](const char* name, int v) {
     if (v <= 0 || v > (1 << 24)) Fail("{}: config {} = {} is out of range", source, name, v);

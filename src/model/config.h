@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,18 @@ std::string_view ArchName(Arch arch);
 //                converter permutes HF q/k weights into this order).
 //  kHalf:        pairs (i, i + d/2), HF's rotate_half ("NeoX" style).
 enum class RopeStyle { kInterleaved, kHalf };
+
+// Activation quantization of one matrix product, chosen at quantize time and
+// read from the file's lowbit.activations.* metadata (docs/FORMATS.md, "W8A8
+// and LLM.int8()"); the runtime then sends the product to kernels/w8a8.h.
+enum class ActivationMode { kNone, kInt8Dynamic, kInt8Static, kLlmInt8 };
+struct ActivationSpec {
+  ActivationMode mode = ActivationMode::kNone;
+  float scale = 0.0f;      // int8-static: the per-tensor activation scale
+  float threshold = 6.0f;  // llm.int8: outlier threshold on |x|
+};
+// "none", "int8-dynamic", "int8-static", "llm.int8".
+std::string_view ActivationModeName(ActivationMode mode);
 
 struct ModelConfig {
   Arch arch = Arch::kLlama;
@@ -31,6 +44,10 @@ struct ModelConfig {
   RopeStyle rope_style = RopeStyle::kInterleaved;
   bool tied_output = false;  // output head shares token_embd.weight
   bool qkv_bias = false;     // Qwen2-style biases on q/k/v
+  // Weight name -> how its product quantizes the activations (block matmul
+  // weights of a W8A8 / LLM.int8() file); empty: float activations everywhere.
+  ActivationMode activation_mode = ActivationMode::kNone;
+  std::map<std::string, ActivationSpec> activations;
 
   // Throws Error(source + ": ...") if the numbers are inconsistent.
   void Validate(const std::string& source) const;

@@ -13,10 +13,25 @@
 #include "formats/format.h"
 #include "kernels/dot_ref.h"
 #include "kernels/matmul.h"
+#include "kernels/w8a8.h"
 #include "model/model.h"
 #include "runtime/ops.h"
 
 namespace lowbit {
+
+namespace {
+
+ActQuantParams ActQuantFor(const ActivationSpec& spec) {
+  ActQuantParams p;
+  p.kind = spec.mode == ActivationMode::kInt8Static ? ActQuantKind::kInt8Static
+           : spec.mode == ActivationMode::kLlmInt8  ? ActQuantKind::kLlmInt8
+                                                    : ActQuantKind::kInt8Dynamic;
+  p.scale = spec.scale;
+  p.threshold = spec.threshold;
+  return p;
+}
+
+}  // namespace
 
 WeightLookup ModelWeights(const Model& model) {
   return [&model](const std::string& name) -> const TensorView& { return model.Get(name); };
@@ -72,6 +87,13 @@ void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
     const TensorView& w = layer_tensor(name);
     if (args.on_matmul_input != nullptr && *args.on_matmul_input) (*args.on_matmul_input)(w, in, n);
     if (args.stop_after != nullptr && std::strcmp(args.stop_after, name) == 0) return true;
+    // W8A8 / LLM.int8() files: the weight's activation spec picks the int8
+    // kernels (a substituted weight of another type runs in float).
+    const auto act = c.activations.find(w.name);
+    if (act != c.activations.end() && IsW8A8Weight(w.type)) {
+      MatMulW8A8(w, ActQuantFor(act->second), in, n, y, pool, args.reference);
+      return false;
+    }
     MatMul(w, in, n, y, pool, args.reference);
     return false;
   };
