@@ -1,10 +1,12 @@
-// `lowbit quantize MODEL -o OUT.gguf --format F [--method rtn|rtn-mse|imatrix]
-//  [--imatrix STATS] [--keep REGEX]... [--tensor-type REGEX=FORMAT]...
+// `lowbit quantize MODEL -o OUT.gguf --format F [--method rtn|rtn-mse|imatrix|hqq|gptq|awq|smoothquant|awq+gptq...]
+//  [--data FILE --samples N --seq-len L --seed S] [--act-order] [--static-groups] [--damp D] [--gptq-batch B]
+//  [--awq-duo] [--no-awq-clip] [--sq-alpha A] [--imatrix STATS] [--keep REGEX]... [--tensor-type REGEX=FORMAT]...
 //  [--output-tensor-type F] [--token-embedding-type F] [--pure]
 //  [--prune magnitude:0.5|2:4] [--threads N] [--dry-run] [--json]
 //  [--target-bpw B | --max-size BYTES] [--sensitivity RANKING.json | --data FILE]
 //  [--candidates q2_k,q3_k,q4_k,q5_k,q6_k,q8_0] [--samples N] [--seq-len L]`
-// The recipe, methods and streaming writer live in quant/ (docs/QUANTIZE.md);
+// The recipe, methods, block-by-block engine (quant/layerwise.h) and
+// streaming writer live in quant/ (docs/QUANTIZE.md);
 // with a budget the per-tensor formats come from quant/mixed_precision.h and
 // --format only names the file's base type (default: the most used choice).
 #include <fmt/format.h>
@@ -12,6 +14,8 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "calib/dataset.h"
+#include "quant/layerwise.h"
 #include "quant/method.h"
 #include "quant/mixed_precision.h"
 #include "quant/pipeline.h"
@@ -34,7 +38,8 @@ void PlanMixed(const Options& o, const Model& model, QuantizeOptions* q) {
   if (!o.sensitivity.empty()) {
     ranking = SensitivityRanking::FromJson(ReadFileToString(o.sensitivity), o.sensitivity);
   } else {
-    const KldProbe probe = MakeCalibrationProbe(model, ReadDataFile(o.data), o.data, o.samples, o.seq_len, 0,
+    const KldProbe probe = MakeCalibrationProbe(model, ReadDataFile(o.data), o.data,
+                                                o.samples > 0 ? o.samples : kSensitivitySamples, o.seq_len, o.seed,
                                                 MakeSessionOptions(o.model));
     ranking = MeasureSensitivity(model, probe, mo.candidates, o.model.threads, !o.json);
   }
@@ -67,8 +72,10 @@ Runner AddQuantizeCommand(CLI::App& app) {
     std::string sensitivity;
     std::string data;
     std::string candidates = "q2_k,q3_k,q4_k,q5_k,q6_k,q8_0";
-    int samples = kSensitivitySamples;
+    int samples = 0;  // 0: kDefaultCalibrationSamples for calibrated methods, kSensitivitySamples for a budget
     int seq_len = 0;
+    uint64_t seed = kDefaultCalibrationSeed;
+    bool no_awq_clip = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a GGUF file (formats, presets, methods)");
@@ -76,7 +83,7 @@ Runner AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("-o,--output", o->q.output, "output .gguf file")->required();
   cmd->add_option("-f,--format", o->q.recipe.format,
                   "a weight format (lowbit formats) or a llama.cpp preset (Q4_K_M, Q5_K_S, Q3_K_L, Q2_K, Q8_0, ...)");
-  cmd->add_option("-m,--method", o->q.method, fmt::format("quantization method: {}", QuantMethodNames()));
+  cmd->add_option("-m,--method", o->q.method, fmt::format("quantization method: {}", MethodSpecHelp()));
   cmd->add_option("--imatrix", o->imatrix, "activation statistics (lowbit calibrate) for --method imatrix");
   cmd->add_option("--keep", o->q.recipe.keep, "leave tensors whose name matches REGEX in source precision");
   cmd->add_option("--tensor-type", o->tensor_types, "REGEX=FORMAT: quantize matching tensors to FORMAT (last wins)");
@@ -95,19 +102,57 @@ Runner AddQuantizeCommand(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-size", o->max_size, "mixed precision: budget in bytes of the tensor data");
   cmd->add_option("--sensitivity", o->sensitivity, "mixed precision: ranking JSON from lowbit sensitivity");
-  cmd->add_option("--data", o->data, "mixed precision: calibration text to measure the sensitivities on");
+  cmd->add_option("--data", o->data,
+                  "calibration text: for gptq/awq/smoothquant, and for mixed precision to measure the sensitivities on");
   cmd->add_option("--candidates", o->candidates, "mixed precision: formats to choose from (comma-separated)");
-  cmd->add_option("--samples", o->samples, "mixed precision with --data: calibration windows (default 8)")
+  cmd->add_option("--samples", o->samples,
+                  fmt::format("calibration windows of --data (default {} for gptq/awq/smoothquant, {} for mixed "
+                              "precision)",
+                              kDefaultCalibrationSamples, kSensitivitySamples))
       ->check(CLI::Range(1, 1 << 16));
-  cmd->add_option("--seq-len", o->seq_len, "mixed precision with --data: tokens per window")
+  cmd->add_option("--seq-len", o->seq_len, "tokens per calibration window (default min(512, model context))")
       ->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--seed", o->seed, "seed of the calibration windows")->capture_default_str();
+  cmd->add_flag("--act-order", o->q.gptq.act_order, "gptq: sweep columns in order of decreasing Hessian diagonal");
+  cmd->add_flag("--static-groups", o->q.gptq.static_groups, "gptq: every group's scales from the original weights");
+  cmd->add_option("--damp", o->q.gptq.damp_percent, "gptq: dampening, fraction of the mean Hessian diagonal")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  cmd->add_option("--gptq-batch", o->q.gptq.batch, "gptq: lazy-batch width in columns")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_flag("--awq-duo", o->q.awq.duo_scaling, "awq: duo scaling (activation and weight statistics)");
+  cmd->add_flag("--no-awq-clip", o->no_awq_clip, "awq: skip the weight clipping search");
+  cmd->add_option("--sq-alpha", o->q.smoothquant.alpha, "smoothquant: migration strength alpha")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   return [o] {
     const bool mixed = o->target_bpw > 0 || o->max_size > 0;
     if (!mixed && o->q.recipe.format.empty()) Fail("quantize: no format given (--format F, or a --target-bpw budget)");
-    if (mixed && o->sensitivity.empty() == o->data.empty())
+    // Unknown method parts fail before the model is loaded.
+    const MethodSpec spec = ParseMethodSpec(o->q.method);
+    MakeQuantMethod(spec.base);
+    if (spec.calibrated() && o->data.empty())
+      Fail("quantize: --method {} quantizes block by block on calibration text: pass --data FILE (e.g. "
+           "../shared/data/wikitext-2-raw/wiki.train.head-1MB.noblank.raw)",
+           spec.name);
+    if (mixed && o->sensitivity.empty() && o->data.empty())
+      Fail("quantize: a --target-bpw/--max-size budget needs one of --sensitivity RANKING.json or --data FILE");
+    if (mixed && !o->sensitivity.empty() && !o->data.empty() && !spec.calibrated())
       Fail("quantize: a --target-bpw/--max-size budget needs exactly one of --sensitivity RANKING.json or --data FILE");
-    if (!mixed && (!o->sensitivity.empty() || !o->data.empty()))
-      Fail("quantize: --sensitivity/--data need a budget (--target-bpw B or --max-size BYTES)");
+    if (!mixed && !o->sensitivity.empty()) Fail("quantize: --sensitivity needs a budget (--target-bpw B or --max-size BYTES)");
+    if (!mixed && !o->data.empty() && !spec.calibrated())
+      Fail("quantize: --data is calibration text for gptq/awq/smoothquant or for a --target-bpw/--max-size budget; "
+           "--method {} uses neither",
+           spec.name);
+    o->q.awq.clip_search = !o->no_awq_clip;
+    if (spec.calibrated()) {
+      o->q.calib_text = ReadDataFile(o->data);
+      o->q.calib_source = o->data;
+      o->q.calib_samples = o->samples > 0 ? o->samples : kDefaultCalibrationSamples;
+      o->q.calib_seq_len = o->seq_len;
+      o->q.calib_seed = o->seed;
+    }
     for (const std::string& tt : o->tensor_types) {
       const size_t eq = tt.rfind('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == tt.size())
@@ -117,11 +162,10 @@ Runner AddQuantizeCommand(CLI::App& app) {
     o->q.prune = ParsePruneSpec(o->prune);
     o->q.threads = o->model.threads;
     o->q.progress = !o->json;
-    MakeQuantMethod(o->q.method);  // unknown method: fail before loading the model
     std::unique_ptr<ImportanceSource> importance;
     if (!o->imatrix.empty()) importance = LoadImportance(o->imatrix);
     const std::unique_ptr<Model> model = OpenModel(o->model);
-    if (mixed) PlanMixed(*o, *model, &o->q);
+    if (mixed) PlanMixed(*o, *model, &o->q);  // with a calibrated method, --data serves both
     if (o->dry_run) {
       RecipeOptions ro = o->q.recipe;
       ro.has_imatrix = importance != nullptr;

@@ -83,3 +83,106 @@ class BlockStage {
 };
 
 }  // namespace lowbit
+
+// ---- The engine (layerwise.cc) and GPTQ as a stage (gptq_stage.cc) ----
+
+namespace lowbit {
+
+class Model;
+class QuantMethod;
+struct GptqOptions;
+struct PruneSpec;
+struct Recipe;
+
+// A --method value split into block stages and a base method: stages first
+// ("gptq", "awq", "smoothquant"; AWQ and SmoothQuant before GPTQ), then an
+// optional base ("rtn", "rtn-mse", "imatrix", "hqq"; default rtn) that encodes
+// whatever the stages leave unencoded and every tensor outside the blocks.
+// "awq+gptq" = {awq, gptq} + rtn; "awq+rtn-mse" = {awq} + rtn-mse; "hqq" =
+// {} + hqq (not calibrated: the plain streaming path).
+struct MethodSpec {
+  std::string name;                 // as given, canonical ("awq+gptq")
+  std::vector<std::string> stages;  // in order
+  std::string base = "rtn";
+  bool calibrated() const { return !stages.empty(); }
+};
+
+// Throws Error naming the known parts for an unknown or misplaced part.
+MethodSpec ParseMethodSpec(std::string_view method);
+// "gptq, awq, smoothquant, ... and combinations such as awq+gptq" for help texts.
+std::string MethodSpecHelp();
+
+// Where the time of the block-by-block engine goes (seconds, summed over blocks).
+struct LayerwiseTimings {
+  double embed_s = 0;
+  double load_s = 0;           // decoding the source's block tensors to f32
+  double stage_forward_s = 0;  // the stages' Forward calls, less their hooks' own work
+  double hessian_s = 0;        // GPTQ: accumulating H (ssyrk + adds)
+  double cholesky_s = 0;       // GPTQ: dampening, Cholesky, inverse
+  double sweep_s = 0;          // GPTQ: column sweep and lazy batch updates
+  double gptq_forward_s = 0;   // GPTQ: its capture forwards, less the Hessian work
+  double base_s = 0;           // the base method's encodings
+  double final_forward_s = 0;  // the forward with quantized weights (next block's input)
+  double recon_s = 0;          // reconstruction-error products
+  double stages_s = 0;         // every stage, end to end
+  int gptq_damp_retries = 0;
+  int gptq_dead_columns = 0;
+  int gptq_linears = 0;
+};
+
+// GPTQ as a block stage: per true-sequential group, one Forward (stopping
+// after the group's last member) accumulates H = 2/N sum x x^T once per
+// distinct input, then every quantized member is GptqQuantize'd into its
+// planned format and SetEncoded. Timings are added to *timings (may be null).
+std::unique_ptr<BlockStage> MakeGptqStage(const GptqOptions& options, LayerwiseTimings* timings);
+
+// A block tensor as the engine leaves it.
+struct LayerwiseTensor {
+  std::vector<uint8_t> bytes;  // rows * Format.RowBytes(n), in the runtime's row order
+  std::vector<float> weights;  // the f32 values encoded (stage-transformed, pruned), runtime order
+  double recon_error = -1;     // ||W X - Q(W) X||^2 / ||W X||^2; < 0 when not a quantized linear
+  int64_t zeros = 0;           // exact zeros left by pruning (0 when not pruned)
+};
+
+// The block-by-block engine (see the top of this file). Blocks run on demand:
+// Take(name) of a blk.L tensor finishes every block up to L first, so the
+// pipeline can stream tensors in file order while memory holds one block's
+// f32 tensors, its finished results, and the calibration activations
+// (samples * seq_len * dim floats, updated in place block after block).
+class LayerwiseQuantizer {
+ public:
+  struct Args {
+    const Model* model = nullptr;
+    const Recipe* recipe = nullptr;
+    std::vector<const float*> importance;  // per recipe tensor, or null
+    const QuantMethod* base = nullptr;
+    std::vector<std::unique_ptr<BlockStage>> stages;
+    std::vector<std::vector<int32_t>> samples;  // token windows, all of one length
+    const PruneSpec* prune = nullptr;           // may be null
+    ThreadPool* pool = nullptr;
+    int recon_rows = 2048;  // rows (over all samples, evenly spaced) the reconstruction error is measured on
+    bool log = true;        // notes to stderr
+    LayerwiseTimings* timings = nullptr;  // where the timings are added (null: kept inside, see timings())
+  };
+  explicit LayerwiseQuantizer(Args args);
+  ~LayerwiseQuantizer();
+
+  // The engine's result for a block tensor (runs the blocks up to its layer
+  // first), or false when the block left it as in the source (a norm no stage
+  // folded, an unpruned --keep tensor) and also for non-block tensors. Each
+  // tensor is handed out once, then freed.
+  bool Take(const std::string& name, LayerwiseTensor* out);
+
+  LayerwiseTimings& timings();
+  const std::vector<std::string>& notes() const;
+
+  struct Impl;  // layerwise.cc
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The layer of "blk.L.*", or -1.
+int BlockLayer(std::string_view name);
+
+}  // namespace lowbit

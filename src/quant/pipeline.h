@@ -4,7 +4,13 @@
 //   2. Write the GGUF header: the source's metadata (quant/gguf_metadata.h),
 //      general.file_type, general.quantization_version, lowbit.quantize.*,
 //      and every tensor's info.
-//   3. Per tensor: decode the source to f32, check it is finite, permute q/k
+//   3. Calibrated methods (gptq, awq, smoothquant and '+' combinations,
+//      quant/layerwise.h): the calibration windows are drawn from
+//      calib_text, and the block-by-block engine quantizes blk.L tensors on
+//      demand as the loop below reaches them (block L runs once every
+//      earlier block has); its bytes, and the f32 of float tensors a stage
+//      changed (folded norms), are what is written for those tensors.
+//   4. Per tensor: decode the source to f32, check it is finite, permute q/k
 //      rows if the RoPE order demands it, prune, quantize with the method,
 //      dequantize the result to check it is finite and measure its error,
 //      and append it to the file.
@@ -21,7 +27,10 @@
 
 #include "model/model.h"
 #include "quant/activations.h"
+#include "quant/awq.h"
+#include "quant/gptq.h"
 #include "quant/importance.h"
+#include "quant/layerwise.h"
 #include "quant/prune.h"
 #include "quant/recipe.h"
 
@@ -38,6 +47,21 @@ struct QuantizeOptions {
   // Extra string metadata written after lowbit.quantize.* (key -> value), e.g.
   // lowbit.recipe from the mixed-precision planner (quant/mixed_precision.h).
   std::vector<std::pair<std::string, std::string>> metadata;
+
+  // Calibration for the block-by-block methods (--data, --samples, --seq-len, --seed).
+  std::string calib_text;         // the text itself
+  std::string calib_source;       // its file name, for errors and lowbit.quantize.calibration
+  int calib_samples = 128;        // kDefaultCalibrationSamples (GPTQ's 128)
+  int calib_seq_len = 0;          // <= 0: DefaultCalibrationSeqLen(config)
+  uint64_t calib_seed = 0;        // kDefaultCalibrationSeed
+  GptqOptions gptq;
+  AwqOptions awq;
+  SmoothQuantOptions smoothquant;
+  int recon_rows = 2048;          // rows the per-linear reconstruction error is measured on
+  // Runs the engine even for a method without stages ("rtn" then encodes
+  // every block tensor inside it); tests use it to check the engine writes
+  // plain rtn's bytes.
+  bool force_layerwise = false;
 };
 
 struct TensorReport {
@@ -51,6 +75,7 @@ struct TensorReport {
   std::string fallback;
   double rel_rmse = 0;   // ||w - dequant(q)|| / ||w|| against the (pruned) f32 weights
   double sparsity = 0;   // fraction of exact zeros after pruning (0 when not pruned)
+  double recon_error = -1;  // ||W X - Q(W) X||^2 / ||W X||^2 on calibration inputs (< 0: not measured)
 };
 
 struct QuantizeReport {
@@ -74,6 +99,13 @@ struct QuantizeReport {
   uint64_t peak_rss_bytes = 0;     // getrusage ru_maxrss of the process at the end
   uint64_t largest_tensor_f32_bytes = 0;
   double seconds = 0;
+  // Block-by-block methods only.
+  bool calibrated = false;
+  std::string calibration;         // "128 x 512 tokens, seed 0, from FILE"
+  std::vector<std::string> stages;
+  std::string base_method;
+  LayerwiseTimings timings;
+  std::vector<std::string> notes;  // the stages' log lines
 
   std::string ToJson() const;
   std::string ToTable() const;  // human-readable per-tensor table and totals

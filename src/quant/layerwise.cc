@@ -1,0 +1,462 @@
+// The block-by-block calibrated quantization engine (quant/layerwise.h):
+// method parsing, the concrete BlockContext over one block, and the driver
+// that runs the blocks in order on demand.
+#include "quant/layerwise.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "model/model.h"
+#include "quant/method.h"
+#include "quant/prune.h"
+#include "quant/recipe.h"
+#include "runtime/block.h"
+
+namespace lowbit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+constexpr std::string_view kStages[] = {"awq", "smoothquant", "gptq"};
+constexpr std::string_view kBases[] = {"rtn", "rtn-mse", "imatrix", "hqq"};
+
+bool IsStage(std::string_view s) { return std::find(std::begin(kStages), std::end(kStages), s) != std::end(kStages); }
+bool IsBase(std::string_view s) { return std::find(std::begin(kBases), std::end(kBases), s) != std::end(kBases); }
+
+int64_t RowsOf(const std::vector<int64_t>& shape) {
+  int64_t r = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) r *= shape[i];
+  return r;
+}
+
+}  // namespace
+
+int BlockLayer(std::string_view name) {
+  if (!name.starts_with("blk.")) return -1;
+  int layer = 0;
+  size_t i = 4;
+  if (i >= name.size() || name[i] < '0' || name[i] > '9') return -1;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) layer = layer * 10 + (name[i] - '0');
+  return i < name.size() && name[i] == '.' ? layer : -1;
+}
+
+std::vector<std::vector<std::string>> TrueSequentialGroups(const ModelConfig& config, int layer) {
+  // Members of one group read the same input (the GPTQ stage accumulates one
+  // Hessian per group); groups are in forward order.
+  const std::vector<std::vector<const char*>> llama = {
+      {"attn_q.weight", "attn_k.weight", "attn_v.weight"},
+      {"attn_output.weight"},
+      {"ffn_gate.weight", "ffn_up.weight"},
+      {"ffn_down.weight"}};
+  const std::vector<std::vector<const char*>> gpt2 = {
+      {"attn_qkv.weight"}, {"attn_output.weight"}, {"ffn_up.weight"}, {"ffn_down.weight"}};
+  std::vector<std::vector<std::string>> out;
+  for (const auto& g : config.arch == Arch::kGpt2 ? gpt2 : llama) {
+    std::vector<std::string> names;
+    for (const char* s : g) names.push_back(fmt::format("blk.{}.{}", layer, s));
+    out.push_back(std::move(names));
+  }
+  return out;
+}
+
+std::string MethodSpecHelp() {
+  return "rtn, rtn-mse, imatrix, hqq (no calibration); gptq, awq, smoothquant (block-by-block on --data), "
+         "combined with '+': stages first, a base last (awq+gptq, smoothquant+gptq, awq+rtn-mse)";
+}
+
+MethodSpec ParseMethodSpec(std::string_view method) {
+  MethodSpec spec;
+  spec.name = std::string(method);
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t plus = method.find('+', start);
+    parts.emplace_back(method.substr(start, plus == std::string_view::npos ? std::string_view::npos : plus - start));
+    if (plus == std::string_view::npos) break;
+    start = plus + 1;
+  }
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    if (IsStage(p)) {
+      if (std::find(spec.stages.begin(), spec.stages.end(), p) != spec.stages.end())
+        Fail("--method '{}': '{}' is named twice", method, p);
+      if (!spec.stages.empty() && spec.stages.back() == "gptq")
+        Fail("--method '{}': '{}' must come before gptq (gptq encodes the weights; a stage after it has nothing "
+             "left to rescale)",
+             method, p);
+      spec.stages.push_back(p);
+    } else if (IsBase(p)) {
+      if (i + 1 != parts.size())
+        Fail("--method '{}': the base method '{}' must be the last part (stages first: awq+gptq, awq+rtn-mse)",
+             method, p);
+      spec.base = p;
+    } else {
+      Fail("--method '{}': unknown part '{}'; known: stages gptq, awq, smoothquant; base methods rtn, rtn-mse, "
+           "imatrix, hqq ({})",
+           method, p.empty() ? std::string("(empty)") : p, MethodSpecHelp());
+    }
+  }
+  return spec;
+}
+
+// ---------------------------------------------------------------- engine
+
+namespace {
+
+// One tensor of the block being processed.
+struct BlockTensor {
+  const TensorView* source = nullptr;
+  size_t plan = 0;  // index in the recipe
+  bool loaded = false;
+  std::vector<float> f32;
+  bool encoded = false;
+  std::vector<uint8_t> bytes;
+  int64_t zeros = 0;
+};
+
+}  // namespace
+
+struct LayerwiseQuantizer::Impl {
+  Args a;
+  std::map<std::string, size_t> plan_index;
+  int samples = 0, seq_len = 0;
+  int64_t dim = 0;
+  std::vector<float> x;           // (samples * seq_len, dim): the residual stream entering block next_layer
+  std::vector<float> key_cache;   // (seq_len, kv) scratch
+  std::vector<float> value_cache;
+  int next_layer = 0;
+  bool embedded = false;
+  std::map<std::string, LayerwiseTensor> results;
+  LayerwiseTimings own_timings;
+  LayerwiseTimings& T() { return a.timings != nullptr ? *a.timings : own_timings; }
+  std::vector<std::string> notes;
+
+  void Embed();
+  void RunLayer(int layer);
+};
+
+namespace {
+
+class Block final : public BlockContext {
+ public:
+  Block(LayerwiseQuantizer::Impl& e, int layer)
+      : e_(e), layer_(layer), groups_(TrueSequentialGroups(e.a.model->config, layer)) {
+    const std::string prefix = fmt::format("blk.{}.", layer);
+    for (const TensorView& v : e.a.model->tensors()) {
+      if (!v.name.starts_with(prefix)) continue;
+      auto it = e.plan_index.find(v.name);
+      LOWBIT_CHECK(it != e.plan_index.end());
+      BlockTensor& t = tensors_[v.name];
+      t.source = &v;
+      t.plan = it->second;
+    }
+  }
+
+  const ModelConfig& config() const override { return e_.a.model->config; }
+  int layer() const override { return layer_; }
+  ThreadPool& pool() override { return *e_.a.pool; }
+  const std::vector<std::vector<std::string>>& groups() const override { return groups_; }
+  bool Has(const std::string& name) const override { return tensors_.count(name) > 0; }
+  const std::vector<int64_t>& Shape(const std::string& name) const override { return Get(name).source->shape; }
+  std::vector<float>& Weight(const std::string& name) override { return Load(name).f32; }
+  const FormatInfo& Format(const std::string& name) const override { return *Plan(name).format; }
+  bool Quantized(const std::string& name) const override { return Plan(name).quantize; }
+  const float* Importance(const std::string& name) const override { return e_.a.importance[Get(name).plan]; }
+
+  void Forward(const MatMulInputFn& on_input, const char* stop_after) override {
+    const auto t0 = Clock::now();
+    double hook_s = 0;
+    MatMulInputHook hook = [&](const TensorView& w, const float* x, int64_t n) {
+      const auto h0 = Clock::now();
+      on_input(w.name, x, n);
+      hook_s += Since(h0);
+    };
+    Run(on_input ? &hook : nullptr, stop_after, /*in_place=*/false);
+    e_.T().stage_forward_s += Since(t0) - hook_s;
+  }
+
+  void SetEncoded(const std::string& name, std::vector<uint8_t> bytes) override {
+    BlockTensor& t = Get(name);
+    const TensorPlan& p = e_.a.recipe->tensors[t.plan];
+    if (bytes.size() != size_t(p.rows()) * p.format->RowBytes(p.row_length()))
+      Fail("internal error: {} bytes set for '{}' in {}, expected {}", bytes.size(), name, p.format->name,
+           size_t(p.rows()) * p.format->RowBytes(p.row_length()));
+    Load(name);  // the f32 values the encoding stands for (the reconstruction error's W)
+    t.bytes = std::move(bytes);
+    t.encoded = true;
+  }
+  bool Encoded(const std::string& name) const override { return Get(name).encoded; }
+
+  void Note(std::string line) override {
+    if (e_.a.log) std::fprintf(stderr, "%s\n", line.c_str());
+    e_.notes.push_back(std::move(line));
+  }
+
+  // Runs the block over every sample. In place: the stored activations become
+  // the block's output (the next block's input); otherwise each sample is
+  // copied into a scratch buffer first.
+  void Run(const MatMulInputHook* hook, const char* stop_after, bool in_place) {
+    std::map<std::string, TensorView> views;
+    for (auto& [name, t] : tensors_) {
+      const TensorPlan& p = e_.a.recipe->tensors[t.plan];
+      TensorView v;
+      v.name = name;
+      v.shape = t.source->shape;
+      if (t.encoded) {
+        v.type = p.format->id;
+        v.data = t.bytes.data();
+        v.bytes = t.bytes.size();
+      } else {
+        Load(name);
+        v.type = DType::kF32;
+        v.data = t.f32.data();
+        v.bytes = t.f32.size() * sizeof(float);
+      }
+      views.emplace(name, std::move(v));
+    }
+    const Model& model = *e_.a.model;
+    WeightLookup lookup = [&views, &model](const std::string& name) -> const TensorView& {
+      auto it = views.find(name);
+      return it != views.end() ? it->second : model.Get(name);
+    };
+    BlockContextArgs args;
+    args.config = &model.config;
+    args.weights = &lookup;
+    args.pool = e_.a.pool;
+    args.layer = layer_;
+    args.pos0 = 0;
+    args.key_cache = e_.key_cache.data();
+    args.value_cache = e_.value_cache.data();
+    args.on_matmul_input = hook;
+    args.stop_after = stop_after;
+    const int64_t T = e_.seq_len, d = e_.dim;
+    std::vector<float> scratch(in_place ? 0 : size_t(T * d));  // (seq_len, dim)
+    for (int s = 0; s < e_.samples; ++s) {
+      ThrowIfInterrupted();
+      float* xs = &e_.x[size_t(s) * size_t(T * d)];
+      if (!in_place) {
+        std::copy(xs, xs + T * d, scratch.begin());
+        xs = scratch.data();
+      }
+      ForwardBlock(args, xs, T);
+    }
+  }
+
+  BlockTensor& Load(const std::string& name) {
+    BlockTensor& t = Get(name);
+    if (!t.loaded) {
+      const auto t0 = Clock::now();
+      const TensorPlan& p = e_.a.recipe->tensors[t.plan];
+      const int64_t rows = RowsOf(t.source->shape), n = t.source->RowLength();
+      t.f32.resize(size_t(rows * n));
+      DequantizeRows(*t.source, 0, rows, t.f32.data());
+      for (size_t i = 0; i < t.f32.size(); ++i)
+        if (!std::isfinite(t.f32[i]))
+          Fail("{}: tensor '{}' holds a non-finite weight ({}) at row {}, column {}", e_.a.model->path, name,
+               t.f32[i], int64_t(i) / n, int64_t(i) % n);
+      if (p.weight && e_.a.prune != nullptr && e_.a.prune->kind != PruneSpec::Kind::kNone)
+        t.zeros = Prune(*e_.a.prune, t.f32.data(), rows, n);
+      t.loaded = true;
+      e_.T().load_s += Since(t0);
+    }
+    return t;
+  }
+
+  BlockTensor& Get(const std::string& name) {
+    auto it = tensors_.find(name);
+    if (it == tensors_.end()) Fail("internal error: block {} has no tensor '{}'", layer_, name);
+    return it->second;
+  }
+  const BlockTensor& Get(const std::string& name) const { return const_cast<Block*>(this)->Get(name); }
+  const TensorPlan& Plan(const std::string& name) const { return e_.a.recipe->tensors[Get(name).plan]; }
+
+  std::map<std::string, BlockTensor>& tensors() { return tensors_; }
+
+ private:
+  LayerwiseQuantizer::Impl& e_;
+  int layer_;
+  std::vector<std::vector<std::string>> groups_;
+  std::map<std::string, BlockTensor> tensors_;
+};
+
+// Whether a block tensor still equals its source (no stage touched it).
+bool SameAsSource(const BlockTensor& t) {
+  const std::vector<float> src = ToF32(*t.source);
+  return src.size() == t.f32.size() && std::memcmp(src.data(), t.f32.data(), src.size() * sizeof(float)) == 0;
+}
+
+// Rows of one linear's inputs gathered during the final forward, for its
+// reconstruction error.
+struct ReconInput {
+  int64_t n = 0;
+  std::vector<float> rows;  // (m, n)
+};
+
+}  // namespace
+
+void LayerwiseQuantizer::Impl::Embed() {
+  const auto t0 = Clock::now();
+  const Model& model = *a.model;
+  samples = int(a.samples.size());
+  LOWBIT_CHECK(samples > 0);
+  seq_len = int(a.samples[0].size());
+  dim = model.config.dim;
+  x.assign(size_t(samples) * size_t(seq_len) * size_t(dim), 0.0f);
+  const WeightLookup lookup = ModelWeights(model);
+  for (int s = 0; s < samples; ++s) {
+    LOWBIT_CHECK(int(a.samples[size_t(s)].size()) == seq_len);
+    EmbedTokens(model.config, lookup, a.samples[size_t(s)], 0, &x[size_t(s) * size_t(seq_len) * size_t(dim)]);
+  }
+  const size_t kv = size_t(model.config.n_kv_heads) * size_t(model.config.head_dim);
+  key_cache.assign(size_t(seq_len) * kv, 0.0f);
+  value_cache.assign(size_t(seq_len) * kv, 0.0f);
+  embedded = true;
+  T().embed_s += Since(t0);
+}
+
+void LayerwiseQuantizer::Impl::RunLayer(int layer) {
+  if (!embedded) Embed();
+  Block block(*this, layer);
+
+  // 1-2. The stages, in order.
+  const auto t_stages = Clock::now();
+  for (const std::unique_ptr<BlockStage>& stage : a.stages) {
+    stage->ProcessBlock(block);
+    for (auto& [name, t] : block.tensors())
+      if (t.loaded)
+        for (size_t i = 0; i < t.f32.size(); ++i)
+          if (!std::isfinite(t.f32[i]))
+            Fail("quantize: the {} stage left a non-finite value ({}) in '{}' (element {}); nothing was written",
+                 stage->name(), t.f32[i], name, i);
+  }
+  T().stages_s += Since(t_stages);
+
+  // 3. The base method for every quantized tensor no stage encoded; changed
+  // float tensors (folded norms, pruned --keep tensors) re-encoded in their format.
+  const auto t_base = Clock::now();
+  std::map<std::string, bool> changed;
+  for (auto& [name, t] : block.tensors()) {
+    const TensorPlan& p = a.recipe->tensors[t.plan];
+    const int64_t rows = p.rows(), n = p.row_length();
+    if (p.quantize && !t.encoded) {
+      block.Load(name);
+      std::vector<uint8_t> bytes(size_t(rows) * p.format->RowBytes(n));
+      a.base->QuantizeTensor(name, t.f32.data(), rows, n, *p.format, a.importance[t.plan], bytes.data());
+      t.bytes = std::move(bytes);
+      t.encoded = true;
+    } else if (!p.quantize && t.loaded && (t.zeros > 0 || !SameAsSource(t))) {
+      std::vector<uint8_t> bytes(size_t(rows) * p.format->RowBytes(n));
+      p.format->quantize(t.f32.data(), rows, n, bytes.data(), nullptr);
+      t.bytes = std::move(bytes);
+      t.encoded = true;
+    }
+    changed[name] = t.encoded;
+  }
+  T().base_s += Since(t_base);
+
+  // 4. The final forward with every encoding in place: the next block's
+  // input; the quantized linears' inputs are subsampled for their errors.
+  const auto t_fwd = Clock::now();
+  const int64_t per_sample =
+      std::clamp<int64_t>((a.recon_rows + samples - 1) / std::max(1, samples), 1, int64_t(seq_len));
+  std::map<std::string, ReconInput> recon;
+  for (const auto& group : block.groups())
+    for (const std::string& name : group)
+      if (block.Has(name) && block.Quantized(name)) recon[name].n = block.Shape(name).back();
+  double gather_s = 0;
+  MatMulInputHook hook = [&](const TensorView& w, const float* xin, int64_t n) {
+    auto it = recon.find(w.name);
+    if (it == recon.end()) return;
+    const auto h0 = Clock::now();
+    ReconInput& r = it->second;
+    for (int64_t i = 0; i < per_sample; ++i) {
+      const int64_t t = i * n / per_sample;
+      r.rows.insert(r.rows.end(), xin + t * r.n, xin + (t + 1) * r.n);
+    }
+    gather_s += Since(h0);
+  };
+  block.Run(&hook, nullptr, /*in_place=*/true);
+  T().final_forward_s += Since(t_fwd) - gather_s;
+  for (float v : x)
+    if (!std::isfinite(v))
+      Fail("quantize: block {} with quantized weights produces non-finite activations; nothing was written", layer);
+
+  // Reconstruction error ||X W^T - X Q^T||^2 / ||X W^T||^2 on the gathered rows.
+  const auto t_recon = Clock::now();
+  std::map<std::string, double> errors;
+  for (auto& [name, r] : recon) {
+    BlockTensor& t = block.Get(name);
+    const TensorPlan& p = a.recipe->tensors[t.plan];
+    const int64_t rows = p.rows(), n = r.n, m = int64_t(r.rows.size()) / n;
+    if (m == 0) continue;
+    std::vector<float> diff(size_t(rows * n));  // W - Q (rows, n)
+    const size_t row_bytes = p.format->RowBytes(n);
+    for (int64_t i = 0; i < rows; ++i) {
+      p.format->dequantize(t.bytes.data() + size_t(i) * row_bytes, &diff[size_t(i * n)], n);
+      for (int64_t j = 0; j < n; ++j) diff[size_t(i * n + j)] = t.f32[size_t(i * n + j)] - diff[size_t(i * n + j)];
+    }
+    std::vector<float> y(size_t(m * rows));  // (m, rows)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(rows), int(n), 1.0f, r.rows.data(), int(n),
+                t.f32.data(), int(n), 0.0f, y.data(), int(rows));
+    double norm = 0;
+    for (float v : y) norm += double(v) * double(v);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(rows), int(n), 1.0f, r.rows.data(), int(n),
+                diff.data(), int(n), 0.0f, y.data(), int(rows));
+    double err = 0;
+    for (float v : y) err += double(v) * double(v);
+    errors[name] = norm > 0 ? err / norm : err;
+  }
+  T().recon_s += Since(t_recon);
+
+  // 5. Hand the block's results over; its f32 state is freed with `block`.
+  for (auto& [name, t] : block.tensors()) {
+    if (!changed[name]) continue;
+    LayerwiseTensor out;
+    out.bytes = std::move(t.bytes);
+    out.weights = std::move(t.f32);
+    out.zeros = t.zeros;
+    auto e = errors.find(name);
+    if (e != errors.end()) out.recon_error = e->second;
+    results.emplace(name, std::move(out));
+  }
+}
+
+LayerwiseQuantizer::LayerwiseQuantizer(Args args) : impl_(std::make_unique<Impl>()) {
+  impl_->a = std::move(args);
+  LOWBIT_CHECK(impl_->a.model != nullptr && impl_->a.recipe != nullptr && impl_->a.base != nullptr &&
+               impl_->a.pool != nullptr);
+  LOWBIT_CHECK(impl_->a.importance.size() == impl_->a.recipe->tensors.size());
+  for (size_t k = 0; k < impl_->a.recipe->tensors.size(); ++k) impl_->plan_index[impl_->a.recipe->tensors[k].name] = k;
+}
+
+LayerwiseQuantizer::~LayerwiseQuantizer() = default;
+
+bool LayerwiseQuantizer::Take(const std::string& name, LayerwiseTensor* out) {
+  const int layer = BlockLayer(name);
+  if (layer < 0 || layer >= impl_->a.model->config.n_layers) return false;
+  while (impl_->next_layer <= layer) impl_->RunLayer(impl_->next_layer++);
+  auto it = impl_->results.find(name);
+  if (it == impl_->results.end()) return false;
+  *out = std::move(it->second);
+  impl_->results.erase(it);
+  return true;
+}
+
+LayerwiseTimings& LayerwiseQuantizer::timings() { return impl_->T(); }
+const std::vector<std::string>& LayerwiseQuantizer::notes() const { return impl_->notes; }
+
+}  // namespace lowbit
