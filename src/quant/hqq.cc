@@ -29,11 +29,6 @@ void ForRows(int64_t rows, ThreadPool* pool, const std::function<void(int64_t, i
     pool->ParallelFor(rows, fn);
 }
 
-double LpSum(const float* w, const float* q, int64_t n, float p) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::pow(std::fabs(double(w[i]) - double(q[i])), double(p));
-  return sum;
-}
 
 // ---- INT asymmetric formats: HQQ on (scale, zero) -------------------------
 
@@ -42,35 +37,48 @@ struct StepResult {
   float zero;  // the updated zero, mean(W_q - (W - W_e)/s)
 };
 
+// |x|^p in float (the objective is a sum of these; float powf is several
+// times faster than double pow, and 24 bits are plenty to rank candidates).
+inline float AbsPow(float x, float p) { return x == 0.0f ? 0.0f : std::pow(std::fabs(x), p); }
+
+double LpSum(const float* w, const float* q, int64_t n, float p) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += AbsPow(w[i] - q[i], p);
+  return sum;
+}
+
+// ShrinkLp(x) is 0 for |x|^(2-p) <= 1/beta: below that threshold skip its pow.
+inline float ShrinkThreshold(float beta, float p) { return std::pow(1.0f / beta, 1.0f / (2.0f - p)); }
+
 // One half-quadratic step at real-valued (s, z): fills the codes q = W_q and
 // y = W - W_e, and returns the lp error and the reference's zero update.
 StepResult HalfQuadraticStep(const float* w, int64_t n, float s, float z, int max_code, float beta, float p,
                              float* q, float* y) {
+  const float threshold = ShrinkThreshold(beta, p);
   double err = 0, zsum = 0;
   for (int64_t i = 0; i < n; ++i) {
     q[i] = std::clamp(std::nearbyint(w[i] / s + z), 0.0f, float(max_code));
     const float e = w[i] - s * (q[i] - z);  // W - W_r
-    err += std::pow(std::fabs(double(e)), double(p));
-    y[i] = w[i] - s * ShrinkLp(e / s, beta, p);
+    err += AbsPow(e, p);
+    const float e_steps = e / s;
+    y[i] = std::fabs(e_steps) <= threshold ? w[i] : w[i] - s * ShrinkLp(e_steps, beta, p);
     zsum += double(q[i]) - double(y[i]) / s;
   }
   return {err, float(zsum / double(n))};
 }
 
 // HQQ over one scale group of n weights of IntFormat F; returns the stored
-// parameters with the least lp error.
+// parameters with the least lp error. q and y: scratch of n floats.
 template <typename F>
 int_format_internal::Params HqqAffineGroup(const float* w, int64_t n, float (*round_scale)(float),
-                                           const HqqOptions& o) {
+                                           const HqqOptions& o, float* q, float* y) {
   using Codec = typename F::Codec;
   using int_format_internal::Params;
   constexpr int kMax = Codec::kMaxCode;
-  const double p = o.p;
   // lp error of stored parameters (codes round to nearest, as the format encodes)
   auto stored_error = [&](Params sp) {
     double sum = 0;
-    for (int64_t i = 0; i < n; ++i)
-      sum += std::pow(std::fabs(double(w[i]) - double(Codec::Decode(Codec::Encode(w[i], sp), sp))), p);
+    for (int64_t i = 0; i < n; ++i) sum += AbsPow(w[i] - Codec::Decode(Codec::Encode(w[i], sp), sp), o.p);
     return sum;
   };
   float lo = w[0], hi = w[0];
@@ -79,16 +87,17 @@ int_format_internal::Params HqqAffineGroup(const float* w, int64_t n, float (*ro
   Params best = rtn;
   double best_err = stored_error(rtn);
   if (!(rtn.scale > 0.0f) || best_err == 0) return best;  // constant (all-zero) group: rtn is exact
-  std::vector<float> q(static_cast<size_t>(n)), y(static_cast<size_t>(n));
   for (int k = 0; k < o.starts; ++k) {
     const float r = 1.0f - o.start_step * float(k);
     const Params start = Codec::Choose(lo * r, hi * r, round_scale);
     if (!(start.scale > 0.0f)) continue;
     float s = start.scale, z = float(start.zero), beta = o.beta;
     double prev = std::numeric_limits<double>::infinity();
+    Params last{-1.0f, 0};  // the stored parameters evaluated last (iterates often round to the same)
     for (int it = 0; it < o.iters; ++it) {
       const Params sp{round_scale(s), std::clamp(int(std::nearbyint(z)), 0, kMax)};
-      if (sp.scale > 0.0f) {
+      if (sp.scale > 0.0f && (sp.scale != last.scale || sp.zero != last.zero)) {
+        last = sp;
         const double err = stored_error(sp);
         if (err < best_err) {
           best_err = err;
@@ -96,14 +105,14 @@ int_format_internal::Params HqqAffineGroup(const float* w, int64_t n, float (*ro
         }
       }
       // The early stop looks at the real-valued iterate, as the reference does.
-      const StepResult step = HalfQuadraticStep(w, n, s, z, kMax, beta, o.p, q.data(), y.data());
+      const StepResult step = HalfQuadraticStep(w, n, s, z, kMax, beta, o.p, q, y);
       if (!(step.err < prev)) break;
       prev = step.err;
       z = step.zero;
       double num = 0, den = 0;
       for (int64_t i = 0; i < n; ++i) {
-        const double c = double(q[size_t(i)]) - double(z);
-        num += double(y[size_t(i)]) * c;
+        const double c = double(q[i]) - double(z);
+        num += double(y[i]) * c;
         den += c * c;
       }
       const float s_new = den > 0 ? float(num / den) : 0.0f;
@@ -119,21 +128,24 @@ template <typename F>
 void HqqIntAsym(const float* w, int64_t rows, int64_t n, uint8_t* out, ThreadPool* pool, const HqqOptions& o) {
   const size_t row_bytes = size_t(F::kRowHeaderBytes) + size_t(n / F::kBlockSize) * F::kBlockBytes;
   if constexpr (F::kGroupSize == kPerTensor) {
-    const auto params = HqqAffineGroup<F>(w, rows * n, quant::RoundScaleToF32Bits16Down, o);
+    std::vector<float> q(size_t(rows * n)), y(q.size());
+    const auto params = HqqAffineGroup<F>(w, rows * n, quant::RoundScaleToF32Bits16Down, o, q.data(), y.data());
     for (int64_t r = 0; r < rows; ++r) EncodeIntWithParams<F>(w + r * n, n, params, out + size_t(r) * row_bytes);
   } else {
     ForRows(rows, pool, [&](int64_t r0, int64_t r1) {
+      std::vector<float> q(static_cast<size_t>(n)), y(static_cast<size_t>(n));
       for (int64_t r = r0; r < r1; ++r) {
         const float* wr = w + r * n;
         uint8_t* o_row = out + size_t(r) * row_bytes;
         if constexpr (F::kGroupSize == kPerChannel) {
-          EncodeIntWithParams<F>(wr, n, HqqAffineGroup<F>(wr, n, quant::RoundScaleToF32Bits16Down, o), o_row);
+          EncodeIntWithParams<F>(
+              wr, n, HqqAffineGroup<F>(wr, n, quant::RoundScaleToF32Bits16Down, o, q.data(), y.data()), o_row);
         } else {
           for (int64_t g = 0; g < n / F::kGroupSize; ++g) {
             const float* wg = wr + g * F::kGroupSize;
-            EncodeIntWithParams<F>(wg, F::kGroupSize,
-                                   HqqAffineGroup<F>(wg, F::kGroupSize, quant::RoundScaleToF16Down, o),
-                                   o_row + size_t(g) * F::kBlockBytes);
+            const auto params =
+                HqqAffineGroup<F>(wg, F::kGroupSize, quant::RoundScaleToF16Down, o, q.data(), y.data());
+            EncodeIntWithParams<F>(wg, F::kGroupSize, params, o_row + size_t(g) * F::kBlockBytes);
           }
         }
       }
