@@ -200,6 +200,21 @@ TEST(HqqTest, ConstantAndZeroGroups) {
   }
 }
 
+// Every weight format goes through one of the two paths (or the plain codec
+// for f32/f16/bf16): finite output, and rtn's lp error as the upper bound.
+TEST(HqqTest, EveryWeightFormat) {
+  constexpr int64_t kRows = 4, kN = 256;
+  const auto w = Weights(Dist::kHeavyTailed, kRows, kN, 5);
+  for (const FormatInfo& fmt : AllFormats()) {
+    if (!fmt.weight_format || kN % fmt.block_size != 0) continue;
+    const auto rtn = QuantizeDecode("rtn", fmt, w, kRows, kN);
+    const auto hqq = QuantizeDecode("hqq", fmt, w, kRows, kN);
+    for (float v : hqq) ASSERT_TRUE(std::isfinite(v)) << fmt.name;
+    EXPECT_LE(MeanLpError(w.data(), hqq.data(), kRows * kN, kP), MeanLpError(w.data(), rtn.data(), kRows * kN, kP))
+        << fmt.name;
+  }
+}
+
 // End to end: quantize stories260K with hqq and rtn into the same formats
 // and compare KLD against the f32 model (the numbers are printed).
 TEST(HqqTest, EndToEndKldNoWorseThanRtn) {
