@@ -15,7 +15,14 @@
 // act-order (or static groups) every unit is encoded up front from the
 // original W, since a block format cannot store a permuted group index.
 // Formats without round_in_place round a whole unit at once (the unit's
-// columns then get no error feedback from each other, only from earlier units).
+// columns then get no error feedback from each other, only from earlier units;
+// with act-order, static groups or a row header that is plain RTN).
+//
+// Determinism: rows are independent and go to the pool in panels of a fixed
+// size, and OpenBLAS is held to one thread during the call (its factorization
+// blocking depends on its thread count), so the output is bit-identical for
+// any thread count. The fast path carries W in double like the reference, and
+// both give the same bytes (tests/gptq_test.cc).
 #pragma once
 
 #include <cstdint>
@@ -38,12 +45,14 @@ struct GptqStats {
   double damp = 0;          // the dampening finally added to the diagonal (absolute)
   int damp_retries = 0;     // times the dampening was raised because Cholesky failed
   int dead_columns = 0;     // columns with H[i][i] == 0 (zeroed in W, H[i][i] set to 1)
-  double loss = 0;          // GPTQ's sum over columns of ||err||^2 / Hinv_cholesky[j][j]^2 / 2
+  double loss = 0;          // GPTQ's sum over columns of ||w_j - q_j||^2 / Hinv_cholesky[j][j]^2 / 2
+                            // = 1/2 tr((W - Q) (H + damp I) (W - Q)^T), W after the dead-column fix
   double seconds_cholesky = 0;
   double seconds_sweep = 0;
 };
 
-// Quantizes w (rows, n; modified in place into the error-updated weights)
+// Quantizes w (rows, n; modified in place into the error-updated weights:
+// each column as it was when rounded, in the original column order)
 // into `out` (rows * fmt.RowBytes(n) bytes) given the Hessian (n, n;
 // row-major, symmetric, 2 X^T X / N, consumed). Dense linear algebra is
 // LAPACK/BLAS (OpenBLAS). Throws Error when H stays indefinite after the
