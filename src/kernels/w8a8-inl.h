@@ -83,15 +83,21 @@ inline constexpr size_t kW8A8Tok = 4;  // AVX3: 32 registers
 #endif
 
 // res[r * T + t] = sum_c (u[r][c] - 128) x[t][c]. xsum[t] = sum of x[t][c]
-// over the whole 32-column chunks (used by the VNNI form).
+// over the whole 32-column chunks (used by the VNNI form). `next`: the row
+// tile two on (rows w_stride apart), prefetched into L2 in step, as
+// gemm_quant.cc does: rows of a few KB are too short for the hardware
+// prefetchers to reach DRAM bandwidth in a GEMV.
 template <size_t R, size_t T>
-HWY_INLINE void TileInt8(const uint8_t* const* w, const int8_t* const* x, const int32_t* xsum, int64_t in,
-                         int32_t* res) {
+HWY_INLINE void TileInt8(const uint8_t* const* w, const uint8_t* next, int64_t w_stride, const int8_t* const* x,
+                         const int32_t* xsum, int64_t in, int32_t* res) {
   const int64_t in32 = in & ~int64_t(31);
   __m256i acc[R][T];
   for (size_t r = 0; r < R; ++r)
     for (size_t t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_si256();
   for (int64_t c = 0; c < in32; c += 32) {
+    if (c % 64 == 0)
+      for (size_t r = 0; r < R; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(next + int64_t(r) * w_stride + c), _MM_HINT_T1);
 #if HWY_TARGET == HWY_AVX3_DL
     __m256i wu[R];
     for (size_t r = 0; r < R; ++r) wu[r] = Load256(w[r] + c);
@@ -160,18 +166,20 @@ inline void W8A8GemmRows(const uint8_t* w, int64_t w_stride, int64_t code_offset
       for (size_t i = 0; i < R; ++i)
         wr[i] = w + std::min<int64_t>(r + int64_t(i), row_end - 1) * w_stride + code_offset;
       const int64_t rows = std::min<int64_t>(int64_t(R), row_end - r);
+      // The tile two on (this tile again near the end: prefetches stay in bounds).
+      const uint8_t* next = r + 3 * int64_t(R) <= row_end ? wr[0] + 2 * int64_t(R) * w_stride : wr[0];
       int32_t res[R * T];
       int64_t t = t0;
       for (; t + int64_t(T) <= t1; t += int64_t(T)) {
         const int8_t* xs[T];
         for (size_t j = 0; j < T; ++j) xs[j] = q + (t + int64_t(j)) * in;
-        TileInt8<R, T>(wr, xs, qsum + t, in, res);
+        TileInt8<R, T>(wr, next, w_stride, xs, qsum + t, in, res);
         for (int64_t i = 0; i < rows; ++i)
           for (size_t j = 0; j < T; ++j) emit(t + int64_t(j), r + i, res[size_t(i) * T + j]);
       }
       for (; t < t1; ++t) {
         const int8_t* xs[1] = {q + t * in};
-        TileInt8<R, 1>(wr, xs, qsum + t, in, res);
+        TileInt8<R, 1>(wr, next, w_stride, xs, qsum + t, in, res);
         for (int64_t i = 0; i < rows; ++i) emit(t, r + i, res[i]);
       }
     }
