@@ -1,9 +1,13 @@
-// `lowbit compare MODEL --data FILE [--formats q8_0,q6_k,q4_k,q4_0] [--methods rtn,rtn-mse,imatrix]
-//  [--imatrix STATS] [--ctx N] [--chunks K] [--bench-tokens P,N] [--tensor NAME] [--keep-models]
+// `lowbit compare MODEL --data FILE [--formats q8_0,q6_k,q4_k,q4_0] [--methods rtn,gptq,awq,hqq,awq+gptq]
+//  [--imatrix STATS] [--calib-data FILE] [--calib-samples N] [--calib-seq-len L] [--ctx N] [--chunks K] [--bench-tokens P,N] [--tensor NAME] [--keep-models]
 //  -o REPORT_DIR [--json]`: quantizes the model each way asked, measures every
 // result on the same tokens, and writes report.md, report.json and report.html
 // (report/compare.h).
 #include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <climits>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -22,18 +26,28 @@ Runner AddCompareCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "compare", "Quantize a model several ways and compare size, perplexity, KLD and speed (md/json/html report)");
   AddModelOptions(*cmd, &o->model);
-  cmd->add_option("--data,-f", o->c.data, "text to evaluate on (and to calibrate imatrix on)")->required();
+  cmd->add_option("--data,-f", o->c.data,
+                  "text to evaluate on (its part after the evaluated chunks is the calibration text unless "
+                  "--calib-data)")
+      ->required();
   cmd->add_option("-o,--output", o->c.out_dir, "report folder (report.md, report.json, report.html)")->required();
   cmd->add_option("--formats", o->c.formats, "formats or llama.cpp presets, comma-separated")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--methods", o->c.methods, "quantization methods, comma-separated (rtn, rtn-mse, imatrix)")
+  cmd->add_option("--methods", o->c.methods,
+                  "quantization methods, comma-separated (rtn, rtn-mse, imatrix, hqq, gptq, awq, smoothquant, "
+                  "awq+gptq, ...)")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--imatrix", o->c.imatrix, "statistics for imatrix (default: collected from --data)");
-  cmd->add_option("--calib-samples", o->c.calib_samples, "windows of --data for the collected statistics")
+  cmd->add_option("--calib-data", o->c.calib_data,
+                  "calibration text for imatrix statistics and gptq/awq/smoothquant (default: --data after the "
+                  "evaluated chunks)");
+  cmd->add_option("--calib-samples", o->c.calib_samples, "calibration windows (imatrix statistics, gptq/awq/smoothquant)")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  cmd->add_option("--calib-seq-len", o->c.calib_seq_len, "tokens per calibration window (default: --ctx)")
+      ->check(CLI::Range(2, 1 << 20));
   cmd->add_option("-c,--ctx", o->c.ctx, "tokens per chunk (default: min(256, model context))")
       ->check(CLI::Range(8, 1 << 20));
   cmd->add_option("--chunks", o->c.chunks, "at most this many chunks (0 = all)")
@@ -58,6 +72,10 @@ Runner AddCompareCommand(CLI::App& app) {
     o->c.tokenizer = o->model.tokenizer;
     o->c.threads = o->model.threads;
     o->c.progress = !o->json;
+    // Each variant quantizes in a child `lowbit quantize` so its peak RSS is its own.
+    char self[PATH_MAX];
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len > 0) o->c.quantize_binary.assign(self, size_t(len));
     const report::CompareResult r = report::RunCompare(o->c);
     report::WriteCompareReport(r, o->c.out_dir);
     if (o->json) {

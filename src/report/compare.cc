@@ -2,9 +2,16 @@
 // it on the source's KLD base chunks and in a short llama-bench run.
 #include "report/compare.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 
@@ -18,6 +25,7 @@
 #include "eval/kld.h"
 #include "model/model.h"
 #include "quant/importance.h"
+#include "quant/layerwise.h"
 #include "quant/method.h"
 #include "quant/pipeline.h"
 
@@ -64,13 +72,98 @@ std::string VariantName(const std::string& format, const std::string& method, si
   return methods > 1 ? fmt::format("{}+{}", format, method) : format;
 }
 
+// What a variant's quantization reports back.
+void FillFromReportJson(const nlohmann::json& j, VariantResult* row) {
+  const nlohmann::json& tot = j.at("totals");
+  row->file = j.at("output").get<std::string>();
+  row->file_bytes = tot.at("file_bytes").get<uint64_t>();
+  row->bits_per_weight = tot.at("bits_per_weight").get<double>();
+  row->quantize_seconds = tot.at("seconds").get<double>();
+  row->peak_rss_bytes = tot.at("peak_rss_bytes").get<uint64_t>();
+  row->fallbacks = tot.at("fallbacks").get<int>();
+  for (const nlohmann::json& t : j.at("tensors")) {
+    if (!t.at("quantized").get<bool>()) continue;
+    VariantTensorError e{t.at("name").get<std::string>(), t.at("format").get<std::string>(),
+                         t.at("rel_rmse").get<double>()};
+    if (t.contains("recon_error") && t["recon_error"].is_number()) e.recon_error = t["recon_error"].get<double>();
+    row->tensors.push_back(std::move(e));
+  }
+  if (j.contains("gptq")) {
+    const nlohmann::json& g = j["gptq"];
+    row->gptq_hessian_s = g.at("hessian_s").get<double>();
+    row->gptq_cholesky_s = g.at("cholesky_s").get<double>();
+    row->gptq_sweep_s = g.at("sweep_s").get<double>();
+    row->gptq_forward_s = g.at("forward_s").get<double>();
+  }
+}
+
+// Runs `binary args...` with stdout to a pipe and stderr to `err_path`;
+// returns stdout and sets *peak_rss to the child's own peak RSS (wait4).
+std::string RunChild(const std::string& binary, const std::vector<std::string>& args, const std::string& err_path,
+                     uint64_t* peak_rss) {
+  int fds[2];
+  if (pipe(fds) != 0) Fail("compare: pipe() failed");
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(binary.c_str()));
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) Fail("compare: fork() failed");
+  if (pid == 0) {
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fds[1], 1);
+    if (err >= 0) dup2(err, 2);
+    close(fds[0]);
+    close(fds[1]);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) out.append(buf, size_t(n));
+  close(fds[0]);
+  int status = 0;
+  struct rusage usage {};
+  while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string err = ReadFileToString(err_path);
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    Fail("compare: `{} {}` failed ({}): {}", binary, fmt::join(args, " "),
+         WIFEXITED(status) ? fmt::format("exit {}", WEXITSTATUS(status)) : fmt::format("signal {}", WTERMSIG(status)),
+         err);
+  }
+  *peak_rss = uint64_t(usage.ru_maxrss) * 1024;  // kilobytes on Linux
+  return out;
+}
+
+// The part of `text` after the evaluated chunks: their share of the tokens,
+// as a share of the bytes plus 10%, cut at the next line end.
+size_t HeldOutStart(const std::string& text, const ChunkPlan& plan) {
+  if (plan.tokens.empty()) return text.size();
+  const double share = double(int64_t(plan.chunks) * plan.ctx) / double(plan.tokens.size());
+  const size_t at = size_t(std::ceil(std::min(1.0, share * 1.1) * double(text.size())));
+  if (at >= text.size()) return text.size();
+  const size_t nl = text.find('\n', at);
+  return nl == std::string::npos ? text.size() : nl + 1;
+}
+
 }  // namespace
 
 CompareResult RunCompare(const CompareOptions& o) {
   if (o.formats.empty()) Fail("compare: no formats given (--formats)");
   if (o.methods.empty()) Fail("compare: no methods given (--methods)");
-  for (const std::string& m : o.methods) MakeQuantMethod(m);  // unknown method: fail before any work
-  const bool need_imatrix = std::find(o.methods.begin(), o.methods.end(), "imatrix") != o.methods.end();
+  // Unknown methods fail before any work.
+  bool need_imatrix = false, need_calibration = false;
+  for (const std::string& m : o.methods) {
+    const MethodSpec spec = ParseMethodSpec(m);
+    MakeQuantMethod(spec.base);
+    need_imatrix = need_imatrix || spec.base == "imatrix";
+    need_calibration = need_calibration || spec.calibrated();
+  }
 
   const std::unique_ptr<Model> model = LoadModel(o.model, o.tokenizer);
   // Unknown formats and presets fail here, before the first quantization.
@@ -112,22 +205,50 @@ CompareResult RunCompare(const CompareOptions& o) {
     SaveKldBase(session, plan, base, o.progress);
   }
 
-  // Importance for --methods imatrix: a given file, or collected once on the same text.
+  // Calibration text that the evaluation never sees.
+  std::string calib_text;
+  const int calib_seq_len = o.calib_seq_len > 0 ? o.calib_seq_len : r.ctx;
+  if (need_calibration || (need_imatrix && o.imatrix.empty())) {
+    if (!o.calib_data.empty()) {
+      calib_text = ReadFileToString(o.calib_data);
+      if (!calib_text.empty() && calib_text.back() == '\n') calib_text.pop_back();
+      r.calibration = o.calib_data;
+    } else {
+      const size_t start = HeldOutStart(text, plan);
+      calib_text = text.substr(start);
+      if (calib_text.empty())
+        Fail("compare: {} has no text left after the {} evaluated chunks to calibrate on: pass --calib-data FILE "
+             "or fewer --chunks",
+             o.data, plan.chunks);
+      r.calibration = fmt::format("{} from byte {} (after the {} evaluated chunks)", o.data, start, plan.chunks);
+    }
+    // Too short for one window: fail before the first variant.
+    SampleCalibration(*model->tokenizer, calib_text, 1, calib_seq_len, kDefaultCalibrationSeed, r.calibration);
+  }
+  const std::string calib_file = (fs::path(o.out_dir) / "calibration.txt").string();
+  if (!o.quantize_binary.empty() && need_calibration) {
+    std::FILE* f = std::fopen(calib_file.c_str(), "wb");
+    if (f == nullptr || std::fwrite(calib_text.data(), 1, calib_text.size(), f) != calib_text.size())
+      Fail("{}: cannot write the calibration text", calib_file);
+    std::fclose(f);
+  }
+
+  // Importance for imatrix methods: a given file, or collected once on the calibration text.
   std::unique_ptr<ImportanceSource> importance;
   if (need_imatrix) {
     r.imatrix = o.imatrix;
     if (r.imatrix.empty()) {
       r.imatrix = (fs::path(o.out_dir) / "imatrix.gguf").string();
-      const auto samples = SampleCalibration(*model->tokenizer, text, o.calib_samples, r.ctx,
-                                             kDefaultCalibrationSeed, o.data);
+      const auto samples = SampleCalibration(*model->tokenizer, calib_text, o.calib_samples, calib_seq_len,
+                                             kDefaultCalibrationSeed, r.calibration);
       SessionOptions so;
       so.threads = o.threads;
-      so.max_context = r.ctx;
+      so.max_context = calib_seq_len;
       Session session(*model, so);
       ActivationStats stats;
-      stats.info().datasets = {o.data};
+      stats.info().datasets = {r.calibration};
       stats.info().chunk_count = o.calib_samples;
-      stats.info().chunk_size = r.ctx;
+      stats.info().chunk_size = calib_seq_len;
       stats.info().seed = kDefaultCalibrationSeed;
       Progress bar("calibrate", o.calib_samples, o.progress);
       CollectActivationStats(session, samples, &stats, [&](int i) { bar.Update(i + 1); });
@@ -168,28 +289,52 @@ CompareResult RunCompare(const CompareOptions& o) {
       row.format = format;
       row.method = method;
       row.name = VariantName(format, method, o.methods.size());
-      QuantizeOptions q;
-      q.output = (fs::path(o.out_dir) / fmt::format("{}-{}.gguf", format, method)).string();
-      q.method = method;
-      q.recipe.format = format;
-      q.threads = o.threads;
-      q.progress = o.progress;
-      const QuantizeReport qr = QuantizeModel(*model, q, method == "imatrix" ? importance.get() : nullptr);
-      row.file = qr.output;
-      row.file_bytes = qr.file_bytes;
-      row.bits_per_weight = qr.bits_per_weight;
-      row.quantize_seconds = qr.seconds;
-      row.peak_rss_bytes = qr.peak_rss_bytes;
-      row.fallbacks = qr.fallbacks;
-      for (const TensorReport& t : qr.tensors)
-        if (t.quantized) row.tensors.push_back({t.name, t.format, t.rel_rmse});
+      const MethodSpec spec = ParseMethodSpec(method);
+      const bool uses_imatrix = spec.base == "imatrix";
+      const std::string output = (fs::path(o.out_dir) / fmt::format("{}-{}.gguf", format, method)).string();
+      if (!o.quantize_binary.empty()) {
+        // A child process per variant: its peak RSS is this variant's alone.
+        std::vector<std::string> args = {"quantize", o.model, "-o", output, "-f", format, "-m", method, "--json"};
+        if (!o.tokenizer.empty()) args.insert(args.end(), {"--tokenizer", o.tokenizer});
+        if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+        if (uses_imatrix) args.insert(args.end(), {"--imatrix", r.imatrix});
+        if (spec.calibrated())
+          args.insert(args.end(), {"--data", calib_file, "--samples", std::to_string(o.calib_samples), "--seq-len",
+                                   std::to_string(calib_seq_len)});
+        if (o.progress) fmt::print(stderr, "quantize {} ({})\n", row.name, fmt::join(args, " "));
+        uint64_t peak = 0;
+        const std::string json =
+            RunChild(o.quantize_binary, args, (fs::path(o.out_dir) / "quantize.err").string(), &peak);
+        try {
+          FillFromReportJson(nlohmann::json::parse(json), &row);
+        } catch (const std::exception& e) {
+          Fail("compare: cannot read the report of `{} quantize` for {}: {}", o.quantize_binary, row.name, e.what());
+        }
+        row.peak_rss_bytes = peak;
+        row.rss_isolated = true;
+      } else {
+        QuantizeOptions q;
+        q.output = output;
+        q.method = method;
+        q.recipe.format = format;
+        q.threads = o.threads;
+        q.progress = o.progress;
+        if (spec.calibrated()) {
+          q.calib_text = calib_text;
+          q.calib_source = r.calibration;
+          q.calib_samples = o.calib_samples;
+          q.calib_seq_len = calib_seq_len;
+        }
+        const QuantizeReport qr = QuantizeModel(*model, q, uses_imatrix ? importance.get() : nullptr);
+        FillFromReportJson(nlohmann::json::parse(qr.ToJson()), &row);
+      }
       {
-        const std::unique_ptr<Model> qm = LoadModel(qr.output);
+        const std::unique_ptr<Model> qm = LoadModel(row.file);
         Measure(*qm, base, o, &row);
         row.histogram_values = ToF32(qm->Get(r.tensor));
       }
       if (!o.keep_models) {
-        fs::remove(qr.output, ec);
+        fs::remove(row.file, ec);
         row.file.clear();
       }
       r.rows.push_back(std::move(row));
@@ -200,6 +345,8 @@ CompareResult RunCompare(const CompareOptions& o) {
     row.ppl_delta_pct = r.ppl_source > 0 ? 100.0 * row.ppl_delta / r.ppl_source : 0;
   }
   if (!o.keep_models) fs::remove(base, ec);
+  fs::remove(calib_file, ec);
+  fs::remove(fs::path(o.out_dir) / "quantize.err", ec);
   return r;
 }
 

@@ -54,6 +54,14 @@ std::string Protocol(const CompareResult& r) {
       r.threads > 0 ? fmt::format("{}", r.threads) : std::string("all"));
 }
 
+std::string RssNote(const CompareResult& r) {
+  for (const VariantResult& v : r.rows)
+    if (v.rss_isolated)
+      return "Peak RSS of a quantized row is its own quantization's (a child process, wait4()); the source row's is "
+             "this process's after loading and evaluating it.";
+  return "Peak RSS is the process's high-water mark after each quantization (it only grows down the table).";
+}
+
 void WriteText(const std::string& path, const std::string& text) {
   AtomicFileWriter w(path);
   w.Write(text.data(), text.size());
@@ -72,8 +80,39 @@ std::string CompareMarkdown(const CompareResult& r) {
     for (const Column& c : Columns()) md += fmt::format(" {} |", c.cell(row));
     md += "\n";
   }
-  md += "\nPeak RSS is the process's high-water mark after each quantization (it only grows down the table).\n";
+  md += fmt::format("\n{}\n", RssNote(r));
   if (!r.imatrix.empty()) md += fmt::format("imatrix statistics: `{}`\n", r.imatrix);
+  if (!r.calibration.empty()) md += fmt::format("calibration text: `{}` (never the evaluated chunks)\n", r.calibration);
+  for (const VariantResult& v : r.rows)
+    if (v.gptq_hessian_s + v.gptq_cholesky_s + v.gptq_sweep_s > 0)
+      md += fmt::format("{}: GPTQ Hessian {:.2f} s, Cholesky {:.2f} s, sweep {:.2f} s, capture forwards {:.2f} s\n",
+                        v.name, v.gptq_hessian_s, v.gptq_cholesky_s, v.gptq_sweep_s, v.gptq_forward_s);
+  // Per-layer reconstruction error of the block-by-block variants.
+  std::vector<const VariantResult*> measured;
+  for (const VariantResult& v : r.rows)
+    for (const VariantTensorError& t : v.tensors)
+      if (t.recon_error >= 0) {
+        measured.push_back(&v);
+        break;
+      }
+  if (!measured.empty()) {
+    md += "\n## Reconstruction error per linear\n\n||WX - Q(W)X||² / ||WX||² on calibration inputs (the "
+          "block's input with every earlier block quantized).\n\n| tensor |";
+    std::string rule = "|---|";
+    for (const VariantResult* v : measured) md += fmt::format(" {} |", v->name), rule += "---|";
+    md += "\n" + rule + "\n";
+    for (const VariantTensorError& t : measured.front()->tensors) {
+      if (t.recon_error < 0) continue;
+      md += fmt::format("| {} |", t.name);
+      for (const VariantResult* v : measured) {
+        std::string cell = "-";
+        for (const VariantTensorError& u : v->tensors)
+          if (u.name == t.name && u.recon_error >= 0) cell = fmt::format("{:.3e}", u.recon_error);
+        md += fmt::format(" {} |", cell);
+      }
+      md += "\n";
+    }
+  }
   return md;
 }
 
@@ -90,6 +129,7 @@ std::string CompareJson(const CompareResult& r) {
                 {"threads", r.threads}};
   j["histogram_tensor"] = r.tensor;
   j["imatrix"] = r.imatrix;
+  j["calibration"] = r.calibration;
   j["rows"] = nlohmann::json::array();
   for (const VariantResult& v : r.rows) {
     nlohmann::json row = {{"name", v.name},
@@ -111,10 +151,19 @@ std::string CompareJson(const CompareResult& r) {
                           {"tg_tokens_per_s", v.tg_tokens_per_s},
                           {"quantize_seconds", v.quantize_seconds},
                           {"peak_rss_bytes", v.peak_rss_bytes},
+                          {"peak_rss_isolated", v.rss_isolated},
                           {"fallbacks", v.fallbacks}};
+    if (v.gptq_hessian_s + v.gptq_cholesky_s + v.gptq_sweep_s > 0)
+      row["gptq"] = {{"hessian_s", v.gptq_hessian_s},
+                     {"cholesky_s", v.gptq_cholesky_s},
+                     {"sweep_s", v.gptq_sweep_s},
+                     {"forward_s", v.gptq_forward_s}};
     row["tensors"] = nlohmann::json::array();
     for (const VariantTensorError& t : v.tensors)
-      row["tensors"].push_back({{"name", t.name}, {"format", t.format}, {"rel_rmse", t.rel_rmse}});
+      row["tensors"].push_back({{"name", t.name},
+                                {"format", t.format},
+                                {"rel_rmse", t.rel_rmse},
+                                {"recon_error", t.recon_error >= 0 ? nlohmann::json(t.recon_error) : nlohmann::json()}});
     j["rows"].push_back(std::move(row));
   }
   return j.dump(2);
@@ -178,7 +227,7 @@ figcaption {{ font-size: 13px; color: #555; margin-top: 4px; }}
 <h1>lowbit compare: {0}</h1>
 <p class="note">{1}.</p>
 <h2>Summary</h2>
-{2}<p class="note">ΔPPL is against the source row. Peak RSS is the process's high-water mark after each quantization (it only grows down the table).</p>
+{2}<p class="note">ΔPPL is against the source row. {7}</p>
 <h2>Size against quality</h2>
 <figure>{3}<figcaption>Mean KL divergence from the source model's next-token distribution against bits per weight. Points on the dashed line are Pareto-optimal: no other variant is both smaller and closer to the source. The source row (KLD 0) is off the log scale.</figcaption></figure>
 <h2>Quantization error per tensor</h2>
@@ -189,7 +238,7 @@ figcaption {{ font-size: 13px; color: #555; margin-top: 4px; }}
 </html>
 )html",
       XmlEscape(r.model), XmlEscape(Protocol(r)), table, SizeQualitySvg(points), LayerErrorSvg(tensors, series),
-      XmlEscape(r.tensor), WeightHistogramSvg(r.tensor, r.tensor_original, panels));
+      XmlEscape(r.tensor), WeightHistogramSvg(r.tensor, r.tensor_original, panels), XmlEscape(RssNote(r)));
 }
 
 void WriteCompareReport(const CompareResult& r, const std::string& dir) {
