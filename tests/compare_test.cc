@@ -160,6 +160,48 @@ TEST(CompareTest, Stories260KReport) {
   EXPECT_NE(md.find("| q4_k |"), std::string::npos);
 }
 
+// Calibrated methods: calibration from the text after the evaluated chunks,
+// each variant's peak RSS from its own child process, the per-linear
+// reconstruction error in the JSON and the Markdown.
+TEST(CompareTest, CalibratedMethods) {
+  LOWBIT_REQUIRE_SHARED(kStoriesGguf);
+  LOWBIT_REQUIRE_SHARED(kTinyStories);
+  const fs::path dir = fs::path(::testing::TempDir()) / "lowbit_compare_calibrated";
+  fs::remove_all(dir);
+  const std::string cmd = std::string(LOWBIT_BINARY) + " compare " + testing::SharedPath(kStoriesGguf) +
+                          " --data " + testing::SharedPath(kTinyStories) +
+                          " --formats q4_0 --methods rtn,gptq,awq+gptq --ctx 128 --chunks 8 --calib-samples 16"
+                          " --bench-tokens 0,0 -t 2 -o " +
+                          dir.string() + " --json > " + (dir.string() + ".stdout");
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const nlohmann::json j = nlohmann::json::parse(Slurp(dir / "report.json"));
+  EXPECT_NE(j["calibration"].get<std::string>().find("after the 8 evaluated chunks"), std::string::npos)
+      << j["calibration"];
+  const auto& rows = j["rows"];
+  ASSERT_EQ(rows.size(), 4u);
+  for (size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_TRUE(rows[i]["peak_rss_isolated"].get<bool>());
+    EXPECT_GT(rows[i]["peak_rss_bytes"].get<uint64_t>(), 1u << 20);
+  }
+  EXPECT_EQ(rows[1]["method"], "rtn");
+  EXPECT_EQ(rows[2]["method"], "gptq");
+  EXPECT_LT(rows[2]["kld_mean"].get<double>(), rows[1]["kld_mean"].get<double>());
+  EXPECT_TRUE(rows[2].contains("gptq"));
+  int measured = 0;
+  for (const auto& t : rows[2]["tensors"])
+    if (t["recon_error"].is_number()) {
+      EXPECT_GE(t["recon_error"].get<double>(), 0);
+      EXPECT_LT(t["recon_error"].get<double>(), 0.5);
+      ++measured;
+    }
+  EXPECT_GE(measured, 25);  // 5 blocks x 6 linears in q4_0 (ffn_down falls back to f16 but is measured too)
+  for (const auto& t : rows[1]["tensors"]) EXPECT_TRUE(t["recon_error"].is_null());
+  const std::string md = Slurp(dir / "report.md");
+  EXPECT_NE(md.find("Reconstruction error per linear"), std::string::npos);
+  EXPECT_NE(md.find("| blk.0.attn_q.weight |"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir / "calibration.txt"));
+}
+
 TEST(CompareTest, BadInputFailsCleanly) {
   LOWBIT_REQUIRE_SHARED(kStoriesGguf);
   LOWBIT_REQUIRE_SHARED(kTinyStories);

@@ -265,7 +265,7 @@ TEST(Layerwise, BadInputThroughTheBinary) {
 
   r = RunLowbit(fmt::format("quantize {} -o {} -f q4_0 -m awq+gptqq", model, out));
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("unknown part 'gptqq'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown quantization method 'gptqq'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("smoothquant"), std::string::npos) << r.output;
 
   const std::string short_text = TempPath("short.txt");

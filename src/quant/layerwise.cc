@@ -105,9 +105,8 @@ MethodSpec ParseMethodSpec(std::string_view method) {
              method, p);
       spec.base = p;
     } else {
-      Fail("--method '{}': unknown part '{}'; known: stages gptq, awq, smoothquant; base methods rtn, rtn-mse, "
-           "imatrix, hqq ({})",
-           method, p.empty() ? std::string("(empty)") : p, MethodSpecHelp());
+      Fail("unknown quantization method '{}' in --method '{}'; known: {}", p.empty() ? std::string("(empty)") : p,
+           method, MethodSpecHelp());
     }
   }
   return spec;
