@@ -136,14 +136,26 @@ TEST(Layerwise, NoStagesRtnWritesPlainRtnBytes) {
   LOWBIT_REQUIRE_SHARED(kTinyStories);
   const std::string text = ReadFileToString(SharedPath(kTinyStories)).substr(0, 100000);
   struct Case {
-    const char* model;
+    std::string model;
     const char* format;
     bool pure;
   };
-  for (const Case& c : {Case{kStories, "q4_0", true}, Case{kStories, "Q4_K_M", false}, Case{kTiny, "q4_k", true},
-                        Case{kTiny, "int3_asym_g128", true}, Case{kTiny, "Q3_K_M", false}}) {
+  std::vector<Case> cases = {{SharedPath(kStories), "q4_0", true}, {SharedPath(kStories), "Q4_K_M", false},
+                             {SharedPath(kTiny), "q4_k", true}, {SharedPath(kTiny), "int3_asym_g128", true},
+                             {SharedPath(kTiny), "Q3_K_M", false}};
+  // The Hugging Face models hf_reference_test's fixture writes (with torch):
+  // HF Llama's q/k rows are permuted for GGUF (the engine's byte-row
+  // permutation), GPT-2 has the fused qkv, biases and LayerNorm.
+  const auto hf = std::filesystem::path(LOWBIT_BINARY).parent_path() / "tests" / "hf_models";
+  if (std::filesystem::exists(hf / "DONE")) {
+    cases.push_back({(hf / "llama").string(), "q4_0", true});
+    cases.push_back({(hf / "gpt2").string(), "q8_0", true});
+  } else {
+    std::printf("no %s: the HF Llama (q/k permutation) and GPT-2 cases are skipped\n", hf.c_str());
+  }
+  for (const Case& c : cases) {
     SCOPED_TRACE(fmt::format("{} {}", c.model, c.format));
-    const auto model = LoadModel(SharedPath(c.model));
+    const auto model = LoadModel(c.model);
     QuantizeOptions plain = Options(TempPath("plain.gguf"), c.format, "rtn", "");
     plain.recipe.pure = c.pure;
     QuantizeOptions engine = Options(TempPath("engine.gguf"), c.format, "rtn", text);
