@@ -206,7 +206,7 @@ TEST(Gptq, FastMatchesReference) {
   struct Shape {
     int64_t rows, n;
     int batch;
-    bool all_formats;  // false: only the formats with 256-element blocks, and int4_asym_g32
+    bool all_formats;  // false: only q4_k and int4_asym_g32
   };
   // n = 320 and 768 are not multiples of the batch (96 stays 96 for g32,
   // becomes 128 for g128 and 256 for the 256-blocks; 384 -> 512 for those);
@@ -225,17 +225,18 @@ TEST(Gptq, FastMatchesReference) {
       for (const char* name : kFormats) {
         const FormatInfo& f = Format(name);
         if (shape.n % f.block_size != 0) continue;
-        if (!shape.all_formats && f.block_size != 256 && std::string(name) != "int4_asym_g32") continue;
+        if (!shape.all_formats && std::string(name) != "q4_k" && std::string(name) != "int4_asym_g32") continue;
         const std::string trace = std::string(name) + " " + std::to_string(shape.rows) + "x" +
                                   std::to_string(shape.n) + " batch " + std::to_string(shape.batch) + " mode " +
                                   std::to_string(mode) + " seed " + std::to_string(seed);
         ExpectSameRun(f, p, o, trace);
-        if (f.round_in_place != nullptr) ExpectSameRun(WithoutRoundInPlace(f), p, o, trace + " (no round_in_place)");
+        if (f.round_in_place != nullptr && mode == 0)
+          ExpectSameRun(WithoutRoundInPlace(f), p, o, trace + " (no round_in_place)");
         ++runs;
       }
     }
   }
-  EXPECT_GT(runs, 100);
+  EXPECT_GT(runs, 80);
 }
 
 // GPTQ's loss (sum of err^2 / 2 over the sweep) is exactly
@@ -246,11 +247,11 @@ TEST(Gptq, FastMatchesReference) {
 TEST(Gptq, ReportedLossIsTheQuadraticForm) {
   for (const char* name : {"int4_asym_g32", "q4_k", "int3_sym_channel", "q5_0", "nf4_dq"}) {
     const FormatInfo& f = Format(name);
+    const uint64_t seed = BaseSeed() + 77 + uint64_t(f.id);
+    const Problem p = MakeProblem(9, 512, seed);
     for (bool act_order : {false, true}) {
       for (bool fallback : {false, true}) {
         const FormatInfo g = fallback ? WithoutRoundInPlace(f) : f;
-        const uint64_t seed = BaseSeed() + 77 + uint64_t(f.id);
-        const Problem p = MakeProblem(9, 512, seed);
         GptqOptions o;
         o.act_order = act_order;
         const Result r = RunFast(g, p, o, nullptr);
@@ -537,10 +538,10 @@ TEST(Gptq, NeverWritesNonFinite) {
 }
 
 TEST(Gptq, SameBitsForAnyThreadCount) {
+  const Problem p = MakeProblem(200, 512, BaseSeed() + 41);
   for (const char* name : {"q4_k", "int4_asym_g32", "int4_sym_tensor"}) {
     const FormatInfo& f = Format(name);
     for (bool act_order : {false, true}) {
-      const Problem p = MakeProblem(200, 512, BaseSeed() + 41);
       GptqOptions o;
       o.act_order = act_order;
       const Result base = RunFast(f, p, o, nullptr);
