@@ -200,6 +200,9 @@ TEST(CompareTest, CalibratedMethods) {
   EXPECT_NE(md.find("Reconstruction error per linear"), std::string::npos);
   EXPECT_NE(md.find("| blk.0.attn_q.weight |"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "calibration.txt"));
+  const std::string html = Slurp(dir / "report.html");
+  EXPECT_EQ(Count(html, "<svg"), 4u);  // + the reconstruction-error figure
+  EXPECT_NE(html.find("relative output error"), std::string::npos);
 }
 
 TEST(CompareTest, BadInputFailsCleanly) {

@@ -3,6 +3,7 @@
 // figures of report/plots.h; no scripts, fonts or images from elsewhere.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -188,6 +189,38 @@ std::string CompareHtml(const CompareResult& r) {
         if (t.name == tensors[i]) s.rel_rmse[i] = t.rel_rmse;
     series.push_back(std::move(s));
   }
+  // (b') per-linear reconstruction error of the block-by-block variants,
+  // drawn as sqrt(||WX - Q(W)X||^2 / ||WX||^2) on the same log chart.
+  std::vector<std::string> linears;
+  std::vector<ErrorSeries> recon;
+  for (const VariantResult& v : r.rows) {
+    bool any = false;
+    for (const VariantTensorError& t : v.tensors) any = any || t.recon_error >= 0;
+    if (v.source || !any) continue;
+    if (linears.empty())
+      for (const VariantTensorError& t : v.tensors)
+        if (t.recon_error >= 0) linears.push_back(t.name);
+    ErrorSeries s{v.name, std::vector<double>(linears.size(), 0.0)};
+    for (size_t i = 0; i < linears.size(); ++i)
+      for (const VariantTensorError& t : v.tensors)
+        if (t.name == linears[i] && t.recon_error >= 0) s.rel_rmse[i] = std::sqrt(t.recon_error);
+    recon.push_back(std::move(s));
+  }
+  std::string recon_figure;
+  if (!recon.empty()) {
+    std::string svg = LayerErrorSvg(linears, recon);
+    auto replace = [&svg](const std::string& from, const std::string& to) {
+      const size_t at = svg.find(from);
+      if (at != std::string::npos) svg.replace(at, from.size(), to);
+    };
+    replace("relative RMS error ||w - dequant(q(w))|| / ||w|| per weight tensor",
+            "relative output error sqrt(||WX - Q(W)X||² / ||WX||²) per linear, calibration inputs");
+    replace(">relative RMS error<", ">relative output error<");
+    recon_figure = "<h2>Reconstruction error per linear</h2>\n<figure>" + svg +
+                   "<figcaption>Relative error of each linear's output on calibration inputs (the block's input "
+                   "with every earlier block quantized), for the block-by-block methods (log scale).</figcaption>"
+                   "</figure>\n";
+  }
   // (c) size vs quality.
   std::vector<SizeQualityPoint> points;
   for (const VariantResult& v : r.rows)
@@ -232,13 +265,15 @@ figcaption {{ font-size: 13px; color: #555; margin-top: 4px; }}
 <figure>{3}<figcaption>Mean KL divergence from the source model's next-token distribution against bits per weight. Points on the dashed line are Pareto-optimal: no other variant is both smaller and closer to the source. The source row (KLD 0) is off the log scale.</figcaption></figure>
 <h2>Quantization error per tensor</h2>
 <figure>{4}<figcaption>Relative RMS error of each quantized weight tensor (log scale), blocks in model order.</figcaption></figure>
+{8}
 <h2>Weights of {5}</h2>
 <figure>{6}<figcaption>Histogram of {5}'s original weights (grey) and of each variant's dequantized weights: the quantization grid shows as spikes.</figcaption></figure>
 </body>
 </html>
 )html",
       XmlEscape(r.model), XmlEscape(Protocol(r)), table, SizeQualitySvg(points), LayerErrorSvg(tensors, series),
-      XmlEscape(r.tensor), WeightHistogramSvg(r.tensor, r.tensor_original, panels), XmlEscape(RssNote(r)));
+      XmlEscape(r.tensor), WeightHistogramSvg(r.tensor, r.tensor_original, panels), XmlEscape(RssNote(r)),
+      recon_figure);
 }
 
 void WriteCompareReport(const CompareResult& r, const std::string& dir) {
