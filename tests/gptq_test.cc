@@ -470,8 +470,21 @@ TEST(Gptq, DampeningIsRaisedUntilCholeskySucceeds) {
   }
   // A singular H from fewer samples than inputs is made definite by the
   // default 1% without any raise.
-  const Problem low_rank = MakeProblem(4, 64, BaseSeed() + 11, 0.9, 0.7, /*samples=*/8);
+  Problem low_rank = MakeProblem(6, 64, BaseSeed() + 11, 0.9, /*sigma=*/0, /*samples=*/16);
   EXPECT_EQ(RunFast(f, low_rank, o, nullptr).stats.damp_retries, 0);
+  // Shifted down by 5% of its mean diagonal m it has eigenvalues down to
+  // -0.05 m: 1% of the new mean (0.95 m) fails, 10% succeeds. The failed
+  // try must leave no trace: same bytes as the reference, which factors
+  // fresh copies.
+  double mean = 0;
+  for (int64_t i = 0; i < low_rank.n; ++i) mean += low_rank.h[i * low_rank.n + i] / double(low_rank.n);
+  for (int64_t i = 0; i < low_rank.n; ++i) low_rank.h[i * low_rank.n + i] -= 0.05 * mean;
+  for (bool act_order : {false, true}) {
+    GptqOptions a;
+    a.act_order = act_order;
+    EXPECT_EQ(RunFast(f, low_rank, a, nullptr).stats.damp_retries, 1);
+    ExpectSameRun(Format("q4_0"), low_rank, a, "shifted low-rank H");
+  }
 }
 
 TEST(Gptq, HopelessHessianThrows) {
