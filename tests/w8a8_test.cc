@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -435,6 +436,23 @@ TEST_F(W8A8EndToEnd, BadInputGetsAClearError) {
   std::ofstream(corrupt, std::ios::binary) << "GGUF\x03\0\0\0garbage";
   fails("--format int8_sym_channel --activations int8-static --act-stats " + corrupt, corrupt);
   fails("--format int8_sym_channel --activations int8-static --act-stats " + Path("missing.gguf"), "missing.gguf");
+}
+
+// A file whose activation metadata is corrupt fails at load, naming the key.
+TEST_F(W8A8EndToEnd, CorruptMetadataFailsAtLoad) {
+  const std::string src = SharedPath(kModels[0].path);
+  LOWBIT_REQUIRE_SHARED(kModels[0].path);
+  const std::string good = Path("dyn.gguf"), bad = Path("bad_mode.gguf");
+  Ok(fmt::format("quantize {} -o {} --format int8_sym_channel --activations int8-dynamic --json", src, good));
+  std::ifstream in(good, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = bytes.find("int8-dynamic");  // the value of lowbit.activations.mode
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 11] = 'X';
+  std::ofstream(bad, std::ios::binary) << bytes;
+  const auto r = RunLowbit(fmt::format("run {} -n 2", bad));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("unknown lowbit.activations.mode 'int8-dynamiX'"), std::string::npos) << r.output;
 }
 
 }  // namespace
