@@ -51,8 +51,9 @@ void For(ThreadPool* pool, int64_t n, const std::function<void(int64_t, int64_t)
 }
 
 // OpenBLAS runs single-threaded while GPTQ uses it: the row panels are
-// already spread over our pool, and a factorization whose blocking depends
-// on OpenBLAS's thread count would make the bits depend on the machine load.
+// already spread over our pool, and OpenBLAS's threaded factorization picks
+// its blocking from its thread count, which would make the bits depend on
+// how many threads it was given.
 // The previous setting comes back on exit (process-wide: GPTQ must not run
 // beside other OpenBLAS users that want their own thread count).
 class SingleThreadedBlas {
@@ -73,7 +74,7 @@ struct Setup {
   bool up_front = false;       // every unit encoded from the original W before the sweep
   std::vector<int64_t> perm;   // sweep position -> original column (identity without act-order)
   std::vector<double> diag;    // diag(H) after the dead-column fix, in sweep order, undamped
-  std::vector<float> importance;  // per original column, for fmt.quantize (see Importance)
+  std::vector<float> importance;  // per original column, for fmt.quantize (see SetImportance)
 };
 
 // Checks the inputs, zeroes dead columns, permutes H for act-order (in
