@@ -16,6 +16,9 @@
 // f32 GEMM above. When `reference` is set, every format takes the generic
 // path: dequantize each weight row with the format's reference codec and take
 // f32 dots in the fixed order of DotF32Ref.
+// W8A8 / LLM.int8() products (int8 weights x activations quantized to int8)
+// have their own entry point, kernels/w8a8.h, which the runtime picks from the
+// file's activation metadata.
 #pragma once
 
 #include <cstdint>
