@@ -47,6 +47,55 @@ double OutputSquaredNorm(const float* d, int64_t rows, int64_t n, const float* x
   return total;
 }
 
+// The rows a loss is measured on: x (m, n) itself, or, when n < m, its Gram
+// matrix G = X^T X (n, n), since sum_t ||d x_t||^2 = sum_r d_r^T G d_r costs
+// rows * n^2 per candidate instead of m * rows * n.
+class OutputEnergy {
+ public:
+  OutputEnergy(const float* x, int64_t m, int64_t n, ThreadPool& pool) : x_(x), m_(m), n_(n) {
+    if (n >= m) return;
+    std::vector<float> xt(size_t(n * m));  // X^T (n, m)
+    for (int64_t t = 0; t < m; ++t)
+      for (int64_t j = 0; j < n; ++j) xt[size_t(j * m + t)] = x[t * n + j];
+    gram_.resize(size_t(n * n));
+    MatMul(F32View(xt.data(), n, m), xt.data(), n, gram_.data(), pool, false);  // X^T X
+  }
+
+  // sum_t ||d x_t||^2 for d (rows, n).
+  double operator()(const float* d, int64_t rows, ThreadPool& pool) const {
+    if (gram_.empty()) return OutputSquaredNorm(d, rows, n_, x_, m_, pool);
+    std::vector<float> z(size_t(rows * n_));  // d G (rows, n); G is symmetric
+    MatMul(F32View(gram_.data(), n_, n_), d, rows, z.data(), pool, false);
+    double total = 0;
+    for (size_t i = 0; i < z.size(); ++i) total += double(d[i]) * double(z[i]);
+    return std::max(total, 0.0);
+  }
+
+ private:
+  const float* x_;
+  int64_t m_, n_;
+  std::vector<float> gram_;  // (n, n), empty when x is used directly
+};
+
+double GroupLoss(std::span<const AwqLinear> linears, const OutputEnergy& energy, int64_t n, const float* s,
+                 ThreadPool& pool) {
+  double total = 0;
+  for (const AwqLinear& l : linears) {
+    const size_t size = size_t(l.rows * n);
+    std::vector<float> d(l.w, l.w + size);  // W (rows, n), then W diag(s), then the error
+    if (s != nullptr) ScaleColumns(d.data(), l.rows, n, s);
+    std::vector<float> q(size);
+    PseudoQuantize(*l.format, d.data(), l.rows, n, q.data(), &pool);
+    for (int64_t r = 0; r < l.rows; ++r)
+      for (int64_t j = 0; j < n; ++j) {
+        const size_t i = size_t(r * n + j);
+        d[i] = l.w[i] - (s != nullptr ? q[i] / s[j] : q[i]);
+      }
+    total += energy(d.data(), l.rows, pool);
+  }
+  return total;
+}
+
 // Every row of x (m, n) divided element-wise by s (n).
 void DivideColumns(std::vector<float>& x, int64_t n, const float* s) {
   const int64_t m = n > 0 ? int64_t(x.size()) / n : 0;
@@ -135,30 +184,17 @@ std::vector<float> AwqScales(std::span<const float> x_mean, std::span<const floa
 
 double AwqGroupLoss(std::span<const AwqLinear> linears, const float* x, int64_t m, int64_t n, const float* s,
                     ThreadPool& pool) {
-  double total = 0;
-  for (const AwqLinear& l : linears) {
-    const size_t size = size_t(l.rows * n);
-    std::vector<float> d(l.w, l.w + size);  // W (rows, n), then W diag(s), then the error
-    if (s != nullptr) ScaleColumns(d.data(), l.rows, n, s);
-    std::vector<float> q(size);
-    PseudoQuantize(*l.format, d.data(), l.rows, n, q.data(), &pool);
-    for (int64_t r = 0; r < l.rows; ++r)
-      for (int64_t j = 0; j < n; ++j) {
-        const size_t i = size_t(r * n + j);
-        d[i] = l.w[i] - (s != nullptr ? q[i] / s[j] : q[i]);
-      }
-    total += OutputSquaredNorm(d.data(), l.rows, n, x, m, pool);
-  }
-  return total;
+  return GroupLoss(linears, OutputEnergy(x, m, n, pool), n, s, pool);
 }
 
 AwqSearchResult AwqSearchScales(std::span<const AwqLinear> linears, const float* x, int64_t m, int64_t n,
                                 std::span<const float> x_mean, const AwqOptions& options, ThreadPool& pool) {
   AwqSearchResult result;
-  for (const AwqLinear& l : linears) result.norm += OutputSquaredNorm(l.w, l.rows, n, x, m, pool);
+  const OutputEnergy energy(x, m, n, pool);
+  for (const AwqLinear& l : linears) result.norm += energy(l.w, l.rows, pool);
   // s = 1 first: plain quantization, the baseline every candidate must beat.
   result.scales.assign(size_t(n), 1.0f);
-  result.loss_rtn = AwqGroupLoss(linears, x, m, n, nullptr, pool);
+  result.loss_rtn = GroupLoss(linears, energy, n, nullptr, pool);
   result.loss = result.loss_rtn;
   const std::vector<float> w_mean = options.duo_scaling ? AwqWeightMean(linears, n) : std::vector<float>();
   const int grid = std::max(1, options.grid);
@@ -166,7 +202,7 @@ AwqSearchResult AwqSearchScales(std::span<const AwqLinear> linears, const float*
     const double alpha = double(i) / double(grid);
     const std::vector<float> s = AwqScales(x_mean, w_mean, alpha);
     if (s.empty()) continue;
-    const double loss = AwqGroupLoss(linears, x, m, n, s.data(), pool);
+    const double loss = GroupLoss(linears, energy, n, s.data(), pool);
     if (loss < result.loss) {  // strict: ties keep the smaller alpha; NaN never wins
       result.loss = loss;
       result.alpha = alpha;
@@ -182,12 +218,14 @@ AwqClipResult AwqClip(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, 
   const size_t size = size_t(rows * n);
   const std::vector<float> orig(w, w + size);
   std::vector<float> deq(size), d(size);
+  const OutputEnergy energy(x, m, n, pool);
   // ||X (orig - Q(cand))^T||^2
   auto loss_of = [&](const float* cand) {
     PseudoQuantize(fmt, cand, rows, n, deq.data(), &pool);
     for (size_t i = 0; i < size; ++i) d[i] = orig[i] - deq[i];
-    return OutputSquaredNorm(d.data(), rows, n, x, m, pool);
+    return energy(d.data(), rows, pool);
   };
+  result.norm = energy(orig.data(), rows, pool);
   result.loss_before = loss_of(orig.data());
   result.loss_after = result.loss_before;
   if (IsFloatFormat(fmt) || m == 0 || rows == 0) return result;
@@ -200,12 +238,46 @@ AwqClipResult AwqClip(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, 
       float& a = amax[size_t(r * units + j / unit)];
       a = std::max(a, std::fabs(orig[size_t(r * n + j)]));
     }
-  // The rows of x split by unit: xu[u] (m, unit), and each unit's error columns du (rows, unit).
-  std::vector<std::vector<float>> xu(size_t(units), std::vector<float>(size_t(m * unit)));
-  for (int64_t t = 0; t < m; ++t)
-    for (int64_t u = 0; u < units; ++u)
-      std::copy(x + t * n + u * unit, x + t * n + (u + 1) * unit, xu[size_t(u)].begin() + t * unit);
-  std::vector<float> du(size_t(rows * unit)), y(size_t(m * rows)), cand(size);
+  // Each unit's share of the outputs is measured on x_u (m, unit), the unit's
+  // columns of x, or on its Gram block x_u^T x_u (unit, unit) when unit < m
+  // (as OutputEnergy). du (rows, unit): the unit's error columns.
+  const bool gram = unit < m;
+  std::vector<std::vector<float>> xu(static_cast<size_t>(units));
+  for (int64_t u = 0; u < units; ++u) {
+    std::vector<float> cols(size_t(m * unit));  // x_u (m, unit), then x_u^T (unit, m) for the Gram block
+    for (int64_t t = 0; t < m; ++t)
+      for (int64_t j = 0; j < unit; ++j) {
+        const float v = x[t * n + u * unit + j];
+        cols[size_t(gram ? j * m + t : t * unit + j)] = v;
+      }
+    if (gram) {
+      xu[size_t(u)].resize(size_t(unit * unit));
+      MatMul(F32View(cols.data(), unit, m), cols.data(), unit, xu[size_t(u)].data(), pool, false);
+    } else {
+      xu[size_t(u)] = std::move(cols);
+    }
+  }
+  std::vector<float> du(size_t(rows * unit)), y(size_t((gram ? unit : m) * rows)), cand(size);
+  // e[r] = the error energy of row r of du in unit u.
+  std::vector<double> e(static_cast<size_t>(rows));
+  auto row_energies = [&](int64_t u) {
+    if (gram) {  // y (rows, unit) = du G_u; e_r = du_r . y_r
+      MatMul(F32View(xu[size_t(u)].data(), unit, unit), du.data(), rows, y.data(), pool, false);
+      for (int64_t r = 0; r < rows; ++r) {
+        double acc = 0;
+        for (int64_t j = 0; j < unit; ++j) acc += double(du[size_t(r * unit + j)]) * double(y[size_t(r * unit + j)]);
+        e[size_t(r)] = acc;
+      }
+      return;
+    }
+    // y (m, rows) = x_u (m, unit) @ du^T: the unit's share of every output.
+    MatMul(F32View(du.data(), rows, unit), xu[size_t(u)].data(), m, y.data(), pool, false);
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = 0;
+      for (int64_t t = 0; t < m; ++t) acc += double(y[size_t(t * rows + r)]) * double(y[size_t(t * rows + r)]);
+      e[size_t(r)] = acc;
+    }
+  };
   std::vector<double> best(size_t(rows * units), INFINITY);
   std::vector<float> best_ratio(size_t(rows * units), 1.0f);
   const int steps = std::max(1, int(options.max_shrink * options.clip_grid));
@@ -223,14 +295,11 @@ AwqClipResult AwqClip(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, 
           const size_t i = size_t(r * n + u * unit + j);
           du[size_t(r * unit + j)] = orig[i] - deq[i];
         }
-      // y (m, rows) = x_u (m, unit) @ du^T: the unit's share of every output.
-      MatMul(F32View(du.data(), rows, unit), xu[size_t(u)].data(), m, y.data(), pool, false);
+      row_energies(u);
       for (int64_t r = 0; r < rows; ++r) {
-        double e = 0;
-        for (int64_t t = 0; t < m; ++t) e += double(y[size_t(t * rows + r)]) * double(y[size_t(t * rows + r)]);
         const size_t k = size_t(r * units + u);
-        if (e < best[k]) {
-          best[k] = e;
+        if (e[size_t(r)] < best[k]) {
+          best[k] = e[size_t(r)];
           best_ratio[k] = ratio;
         }
       }
@@ -377,8 +446,9 @@ class AwqStage final : public BlockStage {
       const AwqClipResult r =
           AwqClip(fmt, block.Weight(name).data(), rows, in.n, x.data(), int64_t(x.size()) / in.n, options_,
                   block.pool());
+      const double norm = r.norm > 0 ? r.norm : 1.0;
       block.Note(fmt::format("awq {} clip: {}/{} units clamped, loss {:.3e} -> {:.3e}", name, r.clipped, r.units,
-                             r.loss_before, r.loss_after));
+                             r.loss_before / norm, r.loss_after / norm));
     }
   }
 

@@ -29,7 +29,10 @@
 //      diag(s)^-1)^T||^2 on the subsampled rows, where Q = the planned
 //      format's codec (quantize then dequantize). AutoAWQ compares the parent
 //      module's output (self_attn for q/k/v, mlp for gate/up); the linears'
-//      outputs need no extra forward passes per grid point. Only linears the
+//      outputs need no extra forward passes per grid point. With fewer input
+//      channels n than rows m the loss is taken through the Gram matrix,
+//      sum_r d_r^T (X^T X) d_r (rows n^2 per candidate instead of m rows n).
+//      Only linears the
 //      recipe quantizes count; a group none of whose linears is quantized,
 //      or one with a tensor already encoded by an earlier stage, is skipped.
 //      The best s is folded (checked finite first), and the captured inputs
@@ -136,6 +139,7 @@ AwqSearchResult AwqSearchScales(std::span<const AwqLinear> linears, const float*
 struct AwqClipResult {
   double loss_before = 0;  // ||X (W - Q(W))^T||^2 before clamping
   double loss_after = 0;   // the same after (<= loss_before)
+  double norm = 0;         // ||X W^T||^2 (for relative numbers)
   int64_t units = 0;       // (row, unit) pairs
   int64_t clipped = 0;     // of which clamped (r < 1)
 };
