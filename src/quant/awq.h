@@ -32,8 +32,8 @@
 //      outputs need no extra forward passes per grid point. With fewer input
 //      channels n than rows m the loss is taken through the Gram matrix,
 //      sum_r d_r^T (X^T X) d_r (rows n^2 per candidate instead of m rows n).
-//      Only linears the
-//      recipe quantizes count; a group none of whose linears is quantized,
+//      Only linears the recipe quantizes count (but every linear fed by the
+//      previous op is rescaled); a group none of whose linears is quantized,
 //      or one with a tensor already encoded by an earlier stage, is skipped.
 //      The best s is folded (checked finite first), and the captured inputs
 //      of the scaled linears are divided by s, as AutoAWQ updates its
@@ -45,7 +45,8 @@
 //      [-r max|w|, r max|w|] for r = 1, 0.95, ..., 0.55, each candidate
 //      quantized with the format's codec, and the r with the least error of
 //      that unit's contribution to the outputs, sum_t (x_t,unit . dw)^2 on
-//      512 subsampled rows, is kept. If the clamped tensor's total output
+//      AwqOptions::clip_tokens (512) subsampled rows (through the unit's Gram
+//      block when the unit is narrower than that), is kept. If the clamped tensor's total output
 //      error is above the unclamped one's, the clamp is undone: clipping
 //      never increases the loss.
 //   Everything is f32 (losses in double); scales are guarded against zero,
