@@ -39,11 +39,24 @@ constexpr const char* kTinyQ4K = "models/tiny-llama-random/tiny-llama-q4_k_s.ggu
 constexpr const char* kTinyStories = "data/tinystories/validation-head.txt";
 constexpr const char* kWikiTrain = "data/wikitext-2-raw/wiki.train.head-1MB.noblank.raw";
 
-std::string TempPath(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("lowbit_layerwise_test_{}", getpid());
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+std::filesystem::path TempDir() {
+  return std::filesystem::temp_directory_path() / fmt::format("lowbit_layerwise_test_{}", getpid());
 }
+
+std::string TempPath(const std::string& name) {
+  std::filesystem::create_directories(TempDir());
+  return (TempDir() / name).string();
+}
+
+// Removes the quantized files when the tests are done.
+class TempCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(TempDir(), ec);
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempCleanup);
 
 // Calibration and held-out evaluation text for one model.
 struct Texts {
