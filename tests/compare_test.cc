@@ -68,6 +68,29 @@ TEST(SvgTest, ParetoFrontOnHandData) {
   EXPECT_TRUE(ParetoFront({}, {}).empty());
 }
 
+// 25 variants in 5 columns of equal size (tiny-llama-random's compare of 5
+// formats x 5 methods): label placement once looped forever when
+// oy + 12 - oy rounded to just below 12.
+TEST(SvgTest, SizeQualityLabelsOfManyEqualSizedVariantsTerminate) {
+  const double bpw[] = {4.666387843301268, 4.9240206329290395, 4.0574376132719925, 4.206886937125331,
+                        3.207583995538826};
+  const double kld[] = {0.35015003244224935, 0.22478388874160354, 0.249418314804428,  0.329761266162903,
+                        0.18161662776464388, 0.15355756768313827, 0.08742884943106376, 0.13511919633903954,
+                        0.16907023611134867, 0.08457739002430377, 0.32424296866908303, 0.22078973326408047,
+                        0.28410054320041495, 0.33042300772393857, 0.22636711132355128, 0.47735315239865617,
+                        0.32779111260448696, 0.39395525239529866, 0.42818868120909176, 0.2992327624702115,
+                        0.9541237725880425,  0.9173473554755477,  0.8194928403366251,  0.7502846198456246,
+                        0.8264954417691872};
+  std::vector<report::SizeQualityPoint> points;
+  for (int i = 0; i < 25; ++i) {
+    std::string label = "v";
+    label += std::to_string(i);
+    points.push_back({label, bpw[i / 5], kld[i]});
+  }
+  const std::string svg = report::SizeQualitySvg(points);
+  EXPECT_NE(svg.find("v24"), std::string::npos);
+}
+
 TEST(SvgTest, EscapingAndPlotsAreSelfContained) {
   EXPECT_EQ(report::XmlEscape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
   const std::string svg = report::SizeQualitySvg({{"q8_0", 8.5, 1e-4}, {"q4_0", 4.5, 0.02}, {"src", 32, 0}});

@@ -175,7 +175,9 @@ std::string SizeQualitySvg(const std::vector<SizeQualityPoint>& points) {
     for (bool moved = true; moved;) {
       moved = false;
       for (const auto& [ox, oy] : placed)
-        if (std::abs(ox - lx) < 90 && std::abs(oy - ly) < 12) ly = oy + 12, moved = true;
+        // (The 1e-6 slack: after ly = oy + 12, |oy - ly| can round to just
+        // below 12, which would move the label onto itself forever.)
+        if (std::abs(ox - lx) < 90 && std::abs(oy - ly) < 12 - 1e-6) ly = oy + 12, moved = true;
     }
     placed.emplace_back(lx, ly);
     c.Text(lx, ly, points[i].label, 11, left ? "end" : "start");
