@@ -169,7 +169,7 @@ Runner AddQuantizeCommand(CLI::App& app) {
     if (o->dry_run) {
       RecipeOptions ro = o->q.recipe;
       ro.has_imatrix = importance != nullptr;
-      const Recipe r = PlanModelRecipe(*model, ro);
+      const Recipe r = PlanModelRecipe(*model, ro, /*file_tensors=*/true);
       for (const TensorPlan& t : r.tensors)
         fmt::print("{:<32} {:<10} {}\n", t.name, t.format->name, t.fallback.empty() ? t.rule : "FALLBACK " + t.fallback);
       return;

@@ -30,9 +30,27 @@ namespace lowbit {
 
 namespace {
 
-std::vector<SourceTensor> SourceTensors(const Model& model) {
+// llama.cpp's GPT-2 loader requires output.weight even when the head is tied
+// (convert_hf_to_gguf.py writes the embedding twice), so a file written from a
+// tied GPT-2 source gets output.weight as a copy of token_embd.weight.
+bool NeedsHeadCopy(const Model& model) {
+  return model.config.arch == Arch::kGpt2 && model.Find("output.weight") == nullptr &&
+         model.Find("token_embd.weight") != nullptr;
+}
+
+// The source tensor a planned tensor of the output file reads.
+const TensorView& FileTensorSource(const Model& model, const std::string& name) {
+  if (name == "output.weight" && NeedsHeadCopy(model)) return model.Get("token_embd.weight");
+  return model.Get(name);
+}
+
+std::vector<SourceTensor> SourceTensors(const Model& model, bool file_tensors) {
   std::vector<SourceTensor> out;
   for (const TensorView& v : model.tensors()) out.push_back({v.name, v.shape, &GetFormat(v.type)});
+  if (file_tensors && NeedsHeadCopy(model)) {
+    const TensorView& e = model.Get("token_embd.weight");
+    out.push_back({"output.weight", e.shape, &GetFormat(e.type)});
+  }
   return out;
 }
 
@@ -91,12 +109,12 @@ uint64_t PeakRssBytes() {
   return uint64_t(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
-Recipe PlanModelRecipe(const Model& model, const RecipeOptions& options) {
+Recipe PlanModelRecipe(const Model& model, const RecipeOptions& options, bool file_tensors) {
   RecipeModelInfo info;
   info.n_layers = model.config.n_layers;
   info.n_heads = model.config.n_heads;
   info.n_kv_heads = model.config.n_kv_heads;
-  return PlanRecipe(SourceTensors(model), info, options);
+  return PlanRecipe(SourceTensors(model, file_tensors), info, options);
 }
 
 QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options, const ImportanceSource* importance) {
@@ -111,7 +129,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
     Fail("--method {} needs activation statistics: pass --imatrix STATS (from lowbit calibrate)", method_name);
   RecipeOptions ro = options.recipe;
   ro.has_imatrix = importance != nullptr;
-  const Recipe recipe = PlanModelRecipe(model, ro);
+  const Recipe recipe = PlanModelRecipe(model, ro, /*file_tensors=*/true);
 
   // Check every input before the first byte is written.
   CheckActivationOptions(options.activations, model, recipe);
@@ -224,7 +242,7 @@ QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options,
   for (size_t k = 0; k < recipe.tensors.size(); ++k) {
     ThrowIfInterrupted();
     const TensorPlan& t = recipe.tensors[k];
-    const TensorView& view = model.Get(t.name);
+    const TensorView& view = FileTensorSource(model, t.name);
     const int64_t rows = t.rows(), n = t.row_length();
     const bool permute = meta.permute_qk && IsQk(t.name);
     const bool prune = t.weight && options.prune.kind != PruneSpec::Kind::kNone;

@@ -116,7 +116,9 @@ struct QuantizeReport {
 QuantizeReport QuantizeModel(const Model& model, const QuantizeOptions& options, const ImportanceSource* importance);
 
 // The recipe QuantizeModel would use, without writing anything.
-Recipe PlanModelRecipe(const Model& model, const RecipeOptions& options);
+// file_tensors: plan the tensors of the output file, which adds output.weight
+// (a copy of token_embd.weight) for a tied GPT-2 source, as llama.cpp needs.
+Recipe PlanModelRecipe(const Model& model, const RecipeOptions& options, bool file_tensors = false);
 
 // Peak resident set size of this process so far (getrusage), in bytes.
 uint64_t PeakRssBytes();
