@@ -20,6 +20,7 @@
 #include "kernels/fast_paths.h"
 #include "kernels/quant_dot_ref.h"
 #include "kernels/matmul.h"
+#include "test_weights.h"
 
 namespace lowbit {
 namespace {
@@ -34,24 +35,8 @@ uint64_t Seed() {
   return seed;
 }
 
-// A weight tensor in format `type`, quantized from `values` (out, in) with
-// the format's reference quantizer.
-struct Weights {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
-Weights MakeWeights(DType type, const std::vector<float>& values, int64_t out, int64_t in) {
-  const FormatInfo& f = GetFormat(type);
-  Weights w;
-  w.bytes.resize(f.RowBytes(in) * size_t(out));
-  f.quantize(values.data(), out, in, w.bytes.data(), nullptr);
-  w.view.name = "w";
-  w.view.type = type;
-  w.view.shape = {out, in};
-  w.view.data = w.bytes.data();
-  w.view.bytes = w.bytes.size();
-  return w;
-}
+using testing::MakeWeights;
+using testing::Weights;
 
 std::vector<float> RandomValues(std::mt19937_64& rng, size_t count, float scale) {
   std::normal_distribution<float> dist(0.0f, scale);
@@ -123,7 +108,7 @@ TEST(KernelsTest, FloatWeightsMatchReference) {
       for (int64_t in : ins)
         for (int64_t out : outs)
           for (int64_t n = 1; n <= 9; ++n) {
-            SCOPED_TRACE(testing::Message() << "in " << in << " out " << out << " n " << n);
+            SCOPED_TRACE(::testing::Message() << "in " << in << " out " << out << " n " << n);
             Weights w = MakeWeights(type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
             const std::vector<float> wf = ToF32(w.view);
             const std::vector<float> x = RandomValues(rng, size_t(n * in), 1.0f);
@@ -153,7 +138,7 @@ TEST(KernelsTest, DecodedPanelsMatchReference) {
     const int64_t in = 2 * std::max<int64_t>(f.block_size, 64);
     for (int64_t out : {int64_t(1), int64_t(7), int64_t(256), int64_t(300)})
       for (int64_t n : {int64_t(1), int64_t(5)}) {
-        SCOPED_TRACE(testing::Message() << "out " << out << " n " << n);
+        SCOPED_TRACE(::testing::Message() << "out " << out << " n " << n);
         Weights w = MakeWeights(f.id, RandomValues(rng, size_t(out * in), 1.0f), out, in);
         const std::vector<float> wf = ToF32(w.view);
         const std::vector<float> x = RandomValues(rng, size_t(n * in), 1.0f);
@@ -297,7 +282,7 @@ TEST(KernelsTest, QuantKernelsMatchReference) {
       for (int64_t nb = 1; nb <= 3; ++nb)
         for (int64_t out : outs)
           for (int64_t n = 1; n <= 9; ++n) {
-            SCOPED_TRACE(testing::Message() << "blocks " << nb << " out " << out << " n " << n);
+            SCOPED_TRACE(::testing::Message() << "blocks " << nb << " out " << out << " n " << n);
             const int64_t in = nb * wf.block_size;
             Weights w = MakeWeights(type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
             const auto x = RandomValues(rng, size_t(n * in), 1.0f);

@@ -70,13 +70,17 @@ TEST(Quantize, Stories260KToEveryWeightFormat) {
       QuantizeOptions o = Options(out, std::string(f.name));
       o.recipe.pure = true;
       const QuantizeReport r = QuantizeModel(*model, o, nullptr);
-      if (f.name != "f32") EXPECT_GT(r.quantized_parameters, 0);
+      if (f.name != "f32") {
+        EXPECT_GT(r.quantized_parameters, 0);
+      }
       // Rows of 172 (ffn_down) and 64 fit only some blocks: every other case is a reported fallback.
       for (const TensorReport& t : r.tensors) {
         if (!t.quantized) continue;
         const bool fits = t.shape.back() % f.block_size == 0;
         EXPECT_EQ(t.fallback.empty(), fits) << t.name;
-        if (fits) EXPECT_EQ(t.format, f.name) << t.name;
+        if (fits) {
+          EXPECT_EQ(t.format, f.name) << t.name;
+        }
         EXPECT_TRUE(std::isfinite(t.rel_rmse)) << t.name;
         EXPECT_LT(t.rel_rmse, 1.0) << t.name;
       }
@@ -272,7 +276,9 @@ TEST(Quantize, PruningSparsityIsExact) {
   QuantizeReport r = QuantizeModel(*model, o, nullptr);
   EXPECT_DOUBLE_EQ(r.pruned_sparsity, 0.5);
   for (const TensorReport& t : r.tensors)
-    if (t.quantized) EXPECT_DOUBLE_EQ(t.sparsity, 0.5) << t.name;
+    if (t.quantized) {
+      EXPECT_DOUBLE_EQ(t.sparsity, 0.5) << t.name;
+    }
   // Every group of 4 holds exactly 2 zeros in the written (f32) weights.
   const auto q = LoadModel(o.output);
   const std::vector<float> w = ToF32(q->Get("blk.0.ffn_down.weight"));

@@ -28,22 +28,14 @@
 
 #include "formats/format.h"
 #include "formats/round_util.h"
+#include "test_random.h"
 
 namespace lowbit {
 namespace {
 
-uint64_t BaseSeed() {
-  if (const char* env = std::getenv("LOWBIT_TEST_SEED")) return std::strtoull(env, nullptr, 10);
-  return 20261124;
-}
-
-// Uniform [0, 1) and Gaussian draws from mt19937_64 (its output sequence is
-// fixed by the standard; the std distributions are not).
-double Uniform(std::mt19937_64& rng) { return double(rng() >> 11) * 0x1p-53; }
-double Gaussian(std::mt19937_64& rng) {
-  const double u = 1.0 - Uniform(rng), v = Uniform(rng);
-  return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
-}
+using testing::BaseSeed;
+using testing::Gaussian;
+using testing::Uniform;
 
 // What the test must know about a format beyond FormatInfo: how many
 // consecutive elements share element i's scales (the block, or the sub-block

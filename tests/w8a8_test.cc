@@ -31,6 +31,7 @@
 #include "kernels/matmul.h"
 #include "kernels/w8a8.h"
 #include "test_util.h"
+#include "test_weights.h"
 
 namespace lowbit {
 namespace {
@@ -61,19 +62,8 @@ void ForEachTarget(const Body& body) {
 constexpr DType kInt8Channel = DTypeOf<IntFormat<8, false, kPerChannel>>();
 constexpr DType kInt8Tensor = DTypeOf<IntFormat<8, false, kPerTensor>>();
 
-struct Weights {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
-
-Weights MakeWeights(DType type, const std::vector<float>& values, int64_t out, int64_t in) {
-  const FormatInfo& f = GetFormat(type);
-  Weights w;
-  w.bytes.resize(f.RowBytes(in) * size_t(out));
-  f.quantize(values.data(), out, in, w.bytes.data(), nullptr);
-  w.view = {"w", type, {out, in}, w.bytes.data(), w.bytes.size()};
-  return w;
-}
+using testing::MakeWeights;
+using testing::Weights;
 
 std::vector<float> Normal(std::mt19937_64& rng, size_t count, float scale) {
   std::normal_distribution<float> dist(0.0f, scale);

@@ -160,12 +160,7 @@ void HqqCodecUnit(const FormatInfo& fmt, const float* x, int64_t rows, int64_t u
                   const HqqOptions& o, uint8_t* out) {
   const size_t count = size_t(rows * unit);
   std::vector<float> orig(count), target(count), deq(count);
-  float amax = 0;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < unit; ++i) {
-      orig[size_t(r * unit + i)] = x[r * stride + i];
-      amax = std::max(amax, std::fabs(x[r * stride + i]));
-    }
+  const float amax = GatherUnit(x, rows, unit, stride, orig.data());
   const size_t row_bytes = fmt.RowBytes(unit), bytes = size_t(rows) * row_bytes;
   std::vector<uint8_t> trial(bytes);
   auto encode = [&](const std::vector<float>& t) {

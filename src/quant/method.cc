@@ -84,12 +84,7 @@ class RtnMseMethod final : public QuantMethod {
                          const float* importance, uint8_t* out) {
     std::vector<float> orig(size_t(rows * unit)), clipped(orig.size());
     std::vector<float> deq(static_cast<size_t>(unit));
-    float amax = 0;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = 0; i < unit; ++i) {
-        orig[size_t(r * unit + i)] = x[r * stride + i];
-        amax = std::max(amax, std::fabs(x[r * stride + i]));
-      }
+    const float amax = GatherUnit(x, rows, unit, stride, orig.data());
     const size_t row_bytes = fmt.RowBytes(unit), bytes = size_t(rows) * row_bytes;
     std::vector<uint8_t> trial(bytes);
     double best = INFINITY;
@@ -118,6 +113,16 @@ class RtnMseMethod final : public QuantMethod {
 };
 
 }  // namespace
+
+float GatherUnit(const float* x, int64_t rows, int64_t unit, int64_t stride, float* out) {
+  float amax = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < unit; ++i) {
+      out[r * unit + i] = x[r * stride + i];
+      amax = std::max(amax, std::fabs(x[r * stride + i]));
+    }
+  return amax;
+}
 
 bool RowsIndependent(const FormatInfo& fmt) { return !fmt.name.ends_with("_tensor"); }
 

@@ -58,6 +58,11 @@ std::string QuantMethodNames();
 // per-tensor INT formats, whose rows share one scale).
 bool RowsIndependent(const FormatInfo& fmt);
 
+// Copies the (rows, unit) block at x (row stride `stride`) into a contiguous
+// `out` (rows * unit floats) and returns its largest |value|: the start of
+// every per-unit search (rtn-mse's clipping, hqq's codec fitting).
+float GatherUnit(const float* x, int64_t rows, int64_t unit, int64_t stride, float* out);
+
 // Encodes rows in parallel chunks when the format allows it, else in one call.
 void QuantizeRowsParallel(const FormatInfo& fmt, const float* w, int64_t rows, int64_t n, const float* importance,
                           uint8_t* out, ThreadPool* pool);

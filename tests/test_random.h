@@ -1,0 +1,27 @@
+// Replayable random draws for tests: a base seed (LOWBIT_TEST_SEED replays a
+// run) and uniform / Gaussian draws from mt19937_64, whose output sequence is
+// fixed by the standard (the std distributions are not).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <random>
+
+namespace lowbit::testing {
+
+inline uint64_t BaseSeed() {
+  if (const char* env = std::getenv("LOWBIT_TEST_SEED")) return std::strtoull(env, nullptr, 10);
+  return 20261124;
+}
+
+// Uniform [0, 1).
+inline double Uniform(std::mt19937_64& rng) { return double(rng() >> 11) * 0x1p-53; }
+
+// Standard normal (Box-Muller).
+inline double Gaussian(std::mt19937_64& rng) {
+  const double u = 1.0 - Uniform(rng), v = Uniform(rng);
+  return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
+}
+
+}  // namespace lowbit::testing
