@@ -94,6 +94,23 @@ float FloatDotBound(const float* w, const float* x, int64_t in) {
   return float(k * (FLT_EPSILON / 2) * abs_sum) + FLT_MIN;
 }
 
+// Random (out, in) weights of `type` times n random tokens through MatMul
+// equal the reference path within twice the f32 dot bound of each output.
+void ExpectMatMulNearReference(DType type, std::mt19937_64& rng, int64_t out, int64_t in, int64_t n,
+                               ThreadPool& pool) {
+  Weights w = MakeWeights(type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
+  const std::vector<float> wf = ToF32(w.view);
+  const std::vector<float> x = RandomValues(rng, size_t(n * in), 1.0f);
+  std::vector<float> y(size_t(n * out), NAN), y_ref(size_t(n * out));
+  MatMul(w.view, x.data(), n, y.data(), pool, false);
+  MatMulDequantRef(w.view, x.data(), n, y_ref.data(), pool);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t o = 0; o < out; ++o) {
+      const float bound = 2 * FloatDotBound(&wf[size_t(o * in)], &x[size_t(t * in)], in);
+      ASSERT_NEAR(y[size_t(t * out + o)], y_ref[size_t(t * out + o)], bound) << "row " << o << " token " << t;
+    }
+}
+
 // Every leftover: rows around the row tile, tokens around the token tile,
 // lengths around every vector width (4..16 floats) and odd ones.
 TEST(KernelsTest, FloatWeightsMatchReference) {
@@ -109,17 +126,8 @@ TEST(KernelsTest, FloatWeightsMatchReference) {
         for (int64_t out : outs)
           for (int64_t n = 1; n <= 9; ++n) {
             SCOPED_TRACE(::testing::Message() << "in " << in << " out " << out << " n " << n);
-            Weights w = MakeWeights(type, RandomValues(rng, size_t(out * in), 1.0f), out, in);
-            const std::vector<float> wf = ToF32(w.view);
-            const std::vector<float> x = RandomValues(rng, size_t(n * in), 1.0f);
-            std::vector<float> y(size_t(n * out), NAN), y_ref(size_t(n * out));
-            MatMul(w.view, x.data(), n, y.data(), pool, false);
-            MatMulDequantRef(w.view, x.data(), n, y_ref.data(), pool);
-            for (int64_t t = 0; t < n; ++t)
-              for (int64_t o = 0; o < out; ++o) {
-                const float bound = 2 * FloatDotBound(&wf[size_t(o * in)], &x[size_t(t * in)], in);
-                ASSERT_NEAR(y[size_t(t * out + o)], y_ref[size_t(t * out + o)], bound) << "row " << o << " token " << t;
-              }
+            ExpectMatMulNearReference(type, rng, out, in, n, pool);
+            if (::testing::Test::HasFatalFailure()) return;
           }
     }
   });
@@ -139,17 +147,8 @@ TEST(KernelsTest, DecodedPanelsMatchReference) {
     for (int64_t out : {int64_t(1), int64_t(7), int64_t(256), int64_t(300)})
       for (int64_t n : {int64_t(1), int64_t(5)}) {
         SCOPED_TRACE(::testing::Message() << "out " << out << " n " << n);
-        Weights w = MakeWeights(f.id, RandomValues(rng, size_t(out * in), 1.0f), out, in);
-        const std::vector<float> wf = ToF32(w.view);
-        const std::vector<float> x = RandomValues(rng, size_t(n * in), 1.0f);
-        std::vector<float> y(size_t(n * out), NAN), y_ref(size_t(n * out));
-        MatMul(w.view, x.data(), n, y.data(), pool, false);
-        MatMulDequantRef(w.view, x.data(), n, y_ref.data(), pool);
-        for (int64_t t = 0; t < n; ++t)
-          for (int64_t o = 0; o < out; ++o) {
-            const float bound = 2 * FloatDotBound(&wf[size_t(o * in)], &x[size_t(t * in)], in);
-            ASSERT_NEAR(y[size_t(t * out + o)], y_ref[size_t(t * out + o)], bound) << "row " << o << " token " << t;
-          }
+        ExpectMatMulNearReference(f.id, rng, out, in, n, pool);
+        if (::testing::Test::HasFatalFailure()) return;
       }
     ++checked;
   }
