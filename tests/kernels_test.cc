@@ -20,20 +20,13 @@
 #include "kernels/fast_paths.h"
 #include "kernels/quant_dot_ref.h"
 #include "kernels/matmul.h"
+#include "test_random.h"
 #include "test_weights.h"
 
 namespace lowbit {
 namespace {
 
-uint64_t Seed() {
-  static const uint64_t seed = [] {
-    const char* env = std::getenv("LOWBIT_SEED");
-    const uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-    std::printf("kernels_test seed: %llu (LOWBIT_SEED=%llu replays)\n", (unsigned long long)s, (unsigned long long)s);
-    return s;
-  }();
-  return seed;
-}
+uint64_t Seed() { return testing::ReplayableSeed("kernels_test"); }
 
 using testing::MakeWeights;
 using testing::Weights;

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 
@@ -13,6 +14,18 @@ namespace lowbit::testing {
 inline uint64_t BaseSeed() {
   if (const char* env = std::getenv("LOWBIT_TEST_SEED")) return std::strtoull(env, nullptr, 10);
   return 20261124;
+}
+
+// A random seed per test binary, printed so that LOWBIT_SEED replays a run
+// (for tests that sweep fresh random cases on every run).
+inline uint64_t ReplayableSeed(const char* test_name) {
+  static const uint64_t seed = [test_name] {
+    const char* env = std::getenv("LOWBIT_SEED");
+    const uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
+    std::printf("%s seed: %llu (LOWBIT_SEED=%llu replays)\n", test_name, (unsigned long long)s, (unsigned long long)s);
+    return s;
+  }();
+  return seed;
 }
 
 // Uniform [0, 1).

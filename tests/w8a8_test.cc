@@ -31,6 +31,7 @@
 #include "kernels/matmul.h"
 #include "kernels/w8a8.h"
 #include "test_util.h"
+#include "test_random.h"
 #include "test_weights.h"
 
 namespace lowbit {
@@ -39,15 +40,7 @@ namespace {
 using testing::RunLowbit;
 using testing::SharedPath;
 
-uint64_t Seed() {
-  static const uint64_t seed = [] {
-    const char* env = std::getenv("LOWBIT_SEED");
-    const uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
-    std::printf("w8a8_test seed: %llu (LOWBIT_SEED=%llu replays)\n", (unsigned long long)s, (unsigned long long)s);
-    return s;
-  }();
-  return seed;
-}
+uint64_t Seed() { return testing::ReplayableSeed("w8a8_test"); }
 
 template <typename Body>
 void ForEachTarget(const Body& body) {
