@@ -203,7 +203,9 @@ TEST_P(HfReferenceTest, ConvertsToGgufWithItsTokenizer) {
   const std::unique_ptr<Model> hf = LoadModel(dir);
   const std::unique_ptr<Model> gguf = LoadModel(out);
   // llama.cpp's GPT-2 loader requires output.weight even for a tied head.
-  if (e.arch == Arch::kGpt2) EXPECT_NE(GgufFile(out).FindTensor("output.weight"), nullptr);
+  if (e.arch == Arch::kGpt2) {
+    EXPECT_NE(GgufFile(out).FindTensor("output.weight"), nullptr);
+  }
   fs::remove(out);
   const std::string text = "Hello world! It's 2026; the quick brown fox -- jumps over 3 lazy dogs.\n  Twice.";
   const std::vector<int32_t> ids = hf->tokenizer->Encode(text, true);

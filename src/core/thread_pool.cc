@@ -1,7 +1,23 @@
-// ThreadPool implementation: one job at a time, workers wake per generation.
+// ThreadPool implementation: one job at a time; workers spin, then sleep,
+// waiting for the next generation.
+//
+// Publishing a job: job_/job_n_/pending_ are written, then generation_ is
+// incremented (seq_cst); a worker that sees the new generation (acquire) sees
+// the job. Sleeping: a worker increments sleepers_ and re-checks generation_
+// under mutex_ before it waits; the caller increments generation_ and then
+// reads sleepers_ (both seq_cst), so either the worker sees the new job or the
+// caller sees the sleeper and notifies under the mutex: no lost wake-up.
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LOWBIT_CPU_RELAX() _mm_pause()
+#else
+#define LOWBIT_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace lowbit {
 
@@ -22,7 +38,7 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
   start_cv_.notify_all();
   for (auto& t : workers_) t.join();
@@ -34,42 +50,56 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
     fn(0, n);
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = num_threads_ - 1;
-    ++generation_;
+  job_ = &fn;
+  job_n_ = n;
+  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1);  // seq_cst: publishes the job, ordered before the sleepers_ read
+  if (sleepers_.load() > 0) {
+    { std::lock_guard lock(mutex_); }
+    start_cv_.notify_all();
   }
-  start_cv_.notify_all();
   int64_t begin, end;
   Range(n, num_threads_, 0, &begin, &end);
   if (begin < end) fn(begin, end);
-  std::unique_lock lock(mutex_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  // The workers' ranges are as long as ours: spin, yielding now and then in
+  // case a worker was descheduled (an oversubscribed machine).
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 4096) {
+      LOWBIT_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
+}
+
+uint64_t ThreadPool::WaitForJob(uint64_t seen) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::microseconds(kSpinMicros);
+  for (int spins = 0;; ++spins) {
+    const uint64_t g = generation_.load(std::memory_order_acquire);
+    if (g != seen || stop_.load(std::memory_order_relaxed)) return g;
+    LOWBIT_CPU_RELAX();
+    if ((spins & 63) == 63 && Clock::now() > deadline) break;
+  }
+  std::unique_lock lock(mutex_);
+  sleepers_.fetch_add(1);  // seq_cst, before the re-check below
+  start_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+  sleepers_.fetch_sub(1);
+  return generation_.load(std::memory_order_acquire);
 }
 
 void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n;
-    {
-      std::unique_lock lock(mutex_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-    }
+    seen = WaitForJob(seen);
+    if (stop_.load()) return;
+    const std::function<void(int64_t, int64_t)>* job = job_;
+    const int64_t n = job_n_;
     int64_t begin, end;
     Range(n, num_threads_, index, &begin, &end);
     if (begin < end) (*job)(begin, end);
-    {
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 

@@ -1,7 +1,15 @@
 // A fixed pool of worker threads with a static-partition ParallelFor.
 // Static partitioning keeps results bit-identical for a given thread count.
+//
+// Generation runs a few hundred short parallel loops per token (every matmul,
+// the attention heads), each a few tens of microseconds long, so handing a job
+// to a sleeping thread (a futex wake, 5-20 us) would cost a large share of
+// the token. Workers therefore spin on an atomic job counter for a while
+// (kSpinMicros) after each job before they sleep on a condition variable, and
+// the caller spins for the workers to finish.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -23,21 +31,27 @@ class ThreadPool {
 
   // Splits [0, n) into size() contiguous ranges and calls fn(begin, end) for
   // each, the caller's thread taking the first. Returns when all are done.
+  // One caller at a time; fn must not call ParallelFor on the same pool.
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+
+  // How long an idle worker spins for the next job before it sleeps.
+  static constexpr int64_t kSpinMicros = 300;
 
  private:
   void WorkerLoop(int index);
+  // Waits until generation_ differs from `seen` (or stop_); returns the new value.
+  uint64_t WaitForJob(uint64_t seen);
 
   int num_threads_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable start_cv_;
-  std::condition_variable done_cv_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace lowbit
