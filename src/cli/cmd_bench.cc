@@ -30,6 +30,7 @@ Runner AddBenchCommand(CLI::App& app) {
   return [o] {
     auto model = OpenModel(o->model);
     o->bench.threads = o->model.threads;
+    o->bench.pack_weights = !o->model.no_pack;
     const BenchResult r = RunBench(*model, o->bench, [&](const std::string& s) {
       if (!o->json) fmt::print(stderr, "bench: {}\n", s);
     });
@@ -37,6 +38,7 @@ Runner AddBenchCommand(CLI::App& app) {
       nlohmann::json j;
       j["model"] = model->path;
       j["threads"] = r.threads;
+      j["packed_weights"] = o->bench.pack_weights;
       j["p"] = r.prompt_tokens;
       j["n"] = r.gen_tokens;
       j["repetitions"] = r.repetitions;

@@ -33,6 +33,7 @@ struct ModelOptions {
   std::string tokenizer;  // llama2.c checkpoints: explicit tokenizer.bin
   int threads = 0;
   bool reference = false;  // --reference: scalar reference kernels for every matrix product
+  bool no_pack = false;    // --no-pack: no row-interleaved weight copies (SessionOptions::pack_weights)
 };
 void AddModelOptions(CLI::App& cmd, ModelOptions* options);
 std::unique_ptr<Model> OpenModel(const ModelOptions& options);

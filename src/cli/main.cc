@@ -19,12 +19,16 @@ void AddModelOptions(CLI::App& cmd, ModelOptions* options) {
       ->check(CLI::Range(0, 1024));
   cmd.add_flag("--reference", options->reference,
                "run every matrix product on the scalar reference kernels (to check the fast paths)");
+  cmd.add_flag("--no-pack", options->no_pack,
+               "keep Q4_0/Q8_0/Q4_K weights in the file's row layout (no row-interleaved copy for the "
+               "AVX-512 VNNI kernels)");
 }
 
 SessionOptions MakeSessionOptions(const ModelOptions& options) {
   SessionOptions so;
   so.threads = options.threads;
   so.reference = options.reference;
+  so.pack_weights = !options.no_pack;
   return so;
 }
 

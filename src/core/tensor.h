@@ -23,6 +23,9 @@ struct TensorView {
   std::vector<int64_t> shape;  // row-major, outermost first
   const void* data = nullptr;
   size_t bytes = 0;
+  // Optional: the same weights in a kernel's own layout (kernels/packed.h,
+  // a PackedWeights owned by whoever made the view); MatMul prefers it.
+  const void* packed = nullptr;
 
   int64_t NumElements() const;
   int64_t Rows() const;     // product of all but the last dimension (1 for scalars)

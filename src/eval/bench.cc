@@ -102,6 +102,7 @@ BenchResult RunBench(const Model& model, const BenchOptions& o,
 
   SessionOptions so;
   so.threads = r.threads;
+  so.pack_weights = o.pack_weights;
   so.max_context = std::max({o.prompt_tokens, o.gen_tokens, 1});
   so.max_batch = std::max(o.prompt_tokens, 1);  // the whole prompt is one batch
   Session session(model, so);

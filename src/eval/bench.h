@@ -26,6 +26,7 @@ struct BenchOptions {
   uint64_t seed = 1234;                      // for the random token ids
   size_t bandwidth_bytes = size_t(1) << 30;  // buffer for the read-bandwidth probe (far above any L3)
   int bandwidth_runs = 5;                    // best of
+  bool pack_weights = true;                  // SessionOptions::pack_weights
 };
 
 struct MeanStdev {

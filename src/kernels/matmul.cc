@@ -11,6 +11,7 @@
 #include "hwy/targets.h"
 #include "kernels/dot_ref.h"
 #include "kernels/fast_paths.h"
+#include "kernels/packed.h"
 
 namespace lowbit {
 
@@ -59,6 +60,7 @@ void MatMul(const TensorView& w, const float* x, int64_t n, float* y, ThreadPool
   LOWBIT_CHECK(w.shape.size() == 2 && n >= 0);
   if (n == 0 || w.shape[0] == 0) return;
   if (reference) return MatMulDequantRef(w, x, n, y, pool);
+  if (w.packed != nullptr) return MatMulPacked(*static_cast<const PackedWeights*>(w.packed), x, n, y, pool);
   if (MatMulFloat(w, x, n, y, pool)) return;
   if (MatMulQuant(w, x, n, y, pool)) return;
   MatMulDequantPanels(w, x, n, y, pool);

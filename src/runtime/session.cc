@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "kernels/matmul.h"
 #include "runtime/block.h"
 #include "runtime/ops.h"
@@ -23,6 +24,26 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
   max_batch_ = std::max(1, options.max_batch);
   reference_ = options.reference;
   pool_ = std::make_unique<ThreadPool>(options.threads);
+  if (options.pack_weights && !reference_ && HasFastPackedKernel()) {
+    // Every product weight of a packed type: not the embedding table (rows
+    // are looked up, not multiplied) unless the head is tied to it.
+    for (const TensorView& t : model.tensors()) {
+      if (t.name == "position_embd.weight" || (t.name == "token_embd.weight" && !c.tied_output)) continue;
+      std::unique_ptr<PackedWeights> p = PackWeights(t, *pool_);
+      if (!p) continue;
+      TensorView view = t;
+      view.packed = p.get();
+      packed_views_.emplace(t.name, view);
+      packed_.push_back(std::move(p));
+      // The row-major bytes are no longer read (a tied embedding still is):
+      // drop their file pages from this process (they stay in the page cache).
+      if (t.name != "token_embd.weight") ReleaseFilePages(t.data, t.bytes);
+    }
+  }
+  weights_ = [this](const std::string& name) -> const TensorView& {
+    const auto it = packed_views_.find(name);
+    return it != packed_views_.end() ? it->second : model_.Get(name);
+  };
   const size_t kv = size_t(c.n_kv_heads) * size_t(c.head_dim);
   key_cache_.assign(size_t(c.n_layers) * size_t(max_context_) * kv, 0.0f);
   value_cache_.assign(key_cache_.size(), 0.0f);
@@ -57,7 +78,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
   const Model& m = model_;
   const int64_t n = int64_t(tokens.size()), d = c.dim, V = c.vocab_size;
   const int64_t kv_dim = int64_t(c.n_kv_heads) * c.head_dim;
-  const WeightLookup weights = ModelWeights(m);
+  const WeightLookup& weights = weights_;
   std::vector<float> x(size_t(n * d));  // residual stream (n, d)
   EmbedTokens(c, weights, tokens, position_, x.data());
   if (on_hidden) on_hidden(-1, x);
@@ -88,7 +109,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
   else
     RmsNorm(last_x, m.Get("output_norm.weight"), c.norm_eps, rows, d, xn.data());
   out->resize(size_t(rows * V));
-  const TensorView& head = c.tied_output ? m.Get("token_embd.weight") : m.Get("output.weight");
+  const TensorView& head = weights_(c.tied_output ? "token_embd.weight" : "output.weight");
   if (on_matmul_input) on_matmul_input(head, xn.data(), rows);
   MatMul(head, xn.data(), rows, out->data(), *pool_, reference_);
 }

@@ -8,10 +8,14 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/packed.h"
 #include "model/model.h"
+#include "runtime/block.h"
 
 namespace lowbit {
 
@@ -20,6 +24,9 @@ struct SessionOptions {
   int max_context = 0;    // <= 0: the model's context_length
   int max_batch = 512;    // tokens per forward call (longer inputs are split)
   bool reference = false; // run every matrix product on the scalar reference kernels
+  // Repack Q4_0 / Q8_0 / Q4_K weights into the row-interleaved layout of
+  // kernels/packed.h when this CPU has its SIMD kernels (not with reference).
+  bool pack_weights = true;
 };
 
 class Session {
@@ -59,6 +66,11 @@ class Session {
   bool reference_ = false;
   int position_ = 0;
   std::unique_ptr<ThreadPool> pool_;
+  // Packed copies of the weights (kernels/packed.h) and views of them, by
+  // tensor name; the lookup prefers these views over the model's own.
+  std::vector<std::unique_ptr<PackedWeights>> packed_;
+  std::unordered_map<std::string, TensorView> packed_views_;
+  WeightLookup weights_;
   std::vector<float> key_cache_;    // (layers, max_context, kv_heads * head_dim)
   std::vector<float> value_cache_;  // (layers, max_context, kv_heads * head_dim)
   std::vector<float> logits_;

@@ -1,0 +1,223 @@
+// The packed-layout kernels (packed.h) for AVX-512 VNNI (Highway's AVX3_DL
+// target); every other target runs GemmPackedGroupsRef (pack.cc), which
+// computes the same integers and float steps, so the two agree bit for bit.
+//
+// A tile is one group of 16 rows x T tokens: 16 f32 lanes (one per row) per
+// token accumulate float(block ints) * (dw * da) with one FMA per block. The
+// block ints come from vpdpbusd of 4-code lanes against 4 activation codes
+// broadcast to every lane (the u8 operand is the weight code, the s8 operand
+// the activation code), started from the activation's offset term.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "formats/all_formats.h"
+#include "kernels/fast_paths.h"
+#include "kernels/packed.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/gemm_packed.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace lowbit {
+namespace HWY_NAMESPACE {
+
+#if HWY_TARGET == HWY_AVX3_DL
+
+HWY_INLINE __m512i Dp(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
+// Four activation codes broadcast to all 16 lanes.
+HWY_INLINE __m512i Bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+HWY_INLINE __m512i Load512(const uint8_t* p) { return _mm512_load_si512(reinterpret_cast<const void*>(p)); }
+// Software prefetch distance into the weight stream: the hardware prefetchers
+// alone left single-token GEMV at about half the read bandwidth here.
+constexpr int64_t kPrefetchBytes = 2048;
+HWY_INLINE void PrefetchLines(const uint8_t* p, int lines) {
+  for (int i = 0; i < lines; ++i) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + 64 * i), _MM_HINT_T0);
+}
+HWY_INLINE __m512 Half16(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+struct TileArgs {
+  const uint8_t* grp;  // the group's packed bytes
+  const PackedWeights* p;
+  const PackedActivations* a;
+  int64_t t0;    // first token of the tile
+  float* y;      // y + row0: token t's 16 outputs at y[t * out]
+  int64_t out;
+};
+
+template <size_t T>
+HWY_INLINE void TileQ4_0(const TileArgs& x) {
+  const int64_t cols = x.p->cols, nb = x.a->nblk;
+  const uint8_t* codes = x.grp + x.p->codes_offset;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  __m512 acc[T];
+  for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* q = codes + b * 256;
+    PrefetchLines(q, 4);
+    if ((b & 1) == 0) PrefetchLines(x.grp + b * 32, 1);
+    __m512i lo[4], hi[4];
+    for (int m = 0; m < 4; ++m) {
+      const __m512i v = Load512(q + 64 * m);
+      lo[m] = _mm512_and_si512(v, mask);
+      hi[m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+    }
+    const __m512 dw = Half16(x.grp + b * 32);
+    for (size_t t = 0; t < T; ++t) {
+      const int64_t tok = x.t0 + int64_t(t);
+      const int8_t* ap = x.a->codes.get() + tok * cols + b * 32;
+      __m512i s0 = _mm512_set1_epi32(x.a->sums[size_t(tok * nb + b)]);
+      __m512i s1 = _mm512_setzero_si512();
+      for (int m = 0; m < 4; ++m) {
+        s0 = Dp(s0, lo[m], Bcast4(ap + 4 * m));
+        s1 = Dp(s1, hi[m], Bcast4(ap + 16 + 4 * m));
+      }
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x.a->scale[size_t(tok * nb + b)]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
+    }
+  }
+  for (size_t t = 0; t < T; ++t) _mm512_storeu_ps(x.y + (x.t0 + int64_t(t)) * x.out, acc[t]);
+}
+
+template <size_t T>
+HWY_INLINE void TileQ8_0(const TileArgs& x) {
+  const int64_t cols = x.p->cols, nb = x.a->nblk;
+  const uint8_t* codes = x.grp + x.p->codes_offset;
+  __m512 acc[T];
+  for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* q = codes + b * 512;
+    PrefetchLines(q, 8);
+    if ((b & 1) == 0) PrefetchLines(x.grp + b * 32, 1);
+    __m512i w[8];
+    for (int k = 0; k < 8; ++k) w[k] = Load512(q + 64 * k);
+    const __m512 dw = Half16(x.grp + b * 32);
+    for (size_t t = 0; t < T; ++t) {
+      const int64_t tok = x.t0 + int64_t(t);
+      const int8_t* ap = x.a->codes.get() + tok * cols + b * 32;
+      __m512i s0 = _mm512_set1_epi32(x.a->sums[size_t(tok * nb + b)]);
+      __m512i s1 = _mm512_setzero_si512();
+      for (int k = 0; k < 8; k += 2) {
+        s0 = Dp(s0, w[k], Bcast4(ap + 4 * k));
+        s1 = Dp(s1, w[k + 1], Bcast4(ap + 4 * k + 4));
+      }
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x.a->scale[size_t(tok * nb + b)]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
+    }
+  }
+  for (size_t t = 0; t < T; ++t) _mm512_storeu_ps(x.y + (x.t0 + int64_t(t)) * x.out, acc[t]);
+}
+
+// Q4_K: per sub-block pair p, low nibbles (sub-block 2p) and high nibbles
+// kept in place (x16, sub-block 2p + 1) are dotted separately, scaled by their
+// 8-bit sub-block scales (vpmulld) and summed; the high total is exactly 16x
+// its value and shifts back at the end. Mins: vpdpwssd of (m[2p], m[2p+1])
+// i16 pairs against the activation's (bsum32[2p], bsum32[2p+1]) pairs.
+template <size_t T>
+HWY_INLINE void TileQ4_K(const TileArgs& x) {
+  constexpr int64_t kSuper = 64 + 128 + 128 + 2048;
+  const int64_t cols = x.p->cols, ns = x.a->nblk;
+  const __m512i lo_mask = _mm512_set1_epi8(0x0F), hi_mask = _mm512_set1_epi8(char(0xF0));
+  __m512 acc[T];
+  for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < ns; ++s) {
+    const uint8_t* sb = x.grp + s * kSuper;
+    PrefetchLines(sb, int(kSuper / 64));
+    __m512i lo_total[T], hi_total[T];
+    for (size_t t = 0; t < T; ++t) lo_total[t] = hi_total[t] = _mm512_setzero_si512();
+    for (int p = 0; p < 4; ++p) {
+      const uint8_t* q = sb + 320 + p * 512;
+      __m512i lo[8], hi[8];
+      for (int k = 0; k < 8; ++k) {
+        const __m512i v = Load512(q + 64 * k);
+        lo[k] = _mm512_and_si512(v, lo_mask);
+        hi[k] = _mm512_and_si512(v, hi_mask);
+      }
+      const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sb + 64 + 32 * p)));
+      const __m512i sc_hi =
+          _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sb + 64 + 32 * p + 16)));
+      for (size_t t = 0; t < T; ++t) {
+        const int8_t* ap = x.a->codes.get() + (x.t0 + int64_t(t)) * cols + s * 256 + 64 * p;
+        __m512i l = _mm512_setzero_si512(), h = _mm512_setzero_si512();
+        for (int k = 0; k < 8; ++k) {
+          l = Dp(l, lo[k], Bcast4(ap + 4 * k));
+          h = Dp(h, hi[k], Bcast4(ap + 32 + 4 * k));
+        }
+        lo_total[t] = _mm512_add_epi32(lo_total[t], _mm512_mullo_epi32(l, sc_lo));
+        hi_total[t] = _mm512_add_epi32(hi_total[t], _mm512_mullo_epi32(h, sc_hi));
+      }
+    }
+    __m512i mins_pairs[4];
+    for (int p = 0; p < 4; ++p)
+      mins_pairs[p] = _mm512_cvtepu8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb + 192 + 32 * p)));
+    const __m512 dw = Half16(sb), dmin = Half16(sb + 32);
+    for (size_t t = 0; t < T; ++t) {
+      const int64_t tok = x.t0 + int64_t(t);
+      const int32_t* pairs = x.a->sums.get() + tok * x.a->sums_per_row + 4 * s;
+      __m512i mins = _mm512_setzero_si512();
+      for (int p = 0; p < 4; ++p) mins = _mm512_dpwssd_epi32(mins, mins_pairs[p], _mm512_set1_epi32(pairs[p]));
+      const __m512i ints = _mm512_add_epi32(lo_total[t], _mm512_srai_epi32(hi_total[t], 4));
+      const __m512 da = _mm512_set1_ps(x.a->scale[size_t(tok * ns + s)]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_mul_ps(dw, da), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, da), acc[t]);
+    }
+  }
+  for (size_t t = 0; t < T; ++t) _mm512_storeu_ps(x.y + (x.t0 + int64_t(t)) * x.out, acc[t]);
+}
+
+template <size_t T>
+HWY_INLINE void Tile(const TileArgs& x) {
+  if (x.p->type == DTypeOf<Q4_0Format>()) return TileQ4_0<T>(x);
+  if (x.p->type == DTypeOf<Q8_0Format>()) return TileQ8_0<T>(x);
+  return TileQ4_K<T>(x);
+}
+
+// Tokens go in chunks whose activation codes stay in L2 (kChunkBytes) while
+// the thread's groups stream past once per chunk; within a chunk, tiles of
+// kT tokens per group, then single tokens.
+void GemmPackedGroupsT(const PackedWeights& p, const PackedActivations& a, float* y, int64_t g0, int64_t g1) {
+  constexpr size_t kT = 4;
+  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / p.cols / int64_t(kT)) * int64_t(kT);
+  for (int64_t c0 = 0; c0 < a.n; c0 += chunk) {
+    const int64_t c1 = std::min(a.n, c0 + chunk);
+    for (int64_t g = g0; g < g1; ++g) {
+      TileArgs x{p.Group(g), &p, &a, c0, y + g * kPackRows, p.rows};
+      for (; x.t0 + int64_t(kT) <= c1; x.t0 += int64_t(kT)) Tile<kT>(x);
+      for (; x.t0 < c1; ++x.t0) Tile<1>(x);
+    }
+  }
+}
+
+#else
+
+void GemmPackedGroupsT(const PackedWeights& p, const PackedActivations& a, float* y, int64_t g0, int64_t g1) {
+  GemmPackedGroupsRef(p, a, y, g0, g1);
+}
+
+#endif  // HWY_TARGET == HWY_AVX3_DL
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lowbit
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace lowbit {
+
+HWY_EXPORT(GemmPackedGroupsT);
+
+void GemmPackedGroups(const PackedWeights& p, const PackedActivations& a, float* y, int64_t g0, int64_t g1) {
+  HWY_DYNAMIC_DISPATCH(GemmPackedGroupsT)(p, a, y, g0, g1);
+}
+
+bool HasFastPackedKernel() { return (hwy::SupportedTargets() & HWY_AVX3_DL) != 0; }
+
+}  // namespace lowbit
+#endif  // HWY_ONCE

@@ -1,0 +1,336 @@
+// Packing and unpacking of the row-interleaved layouts (packed.h), the
+// activations they multiply, the layout's scalar reference kernel and the
+// MatMulPacked driver. Formats of the packed types: formats/ggml_legacy.h
+// (Q4_0, Q8_0) and formats/ggml_kquants.h (Q4_K, Q8_K).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <sys/mman.h>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "formats/all_formats.h"
+#include "formats/format.h"
+#include "kernels/fast_paths.h"
+#include "kernels/packed.h"
+#include "kernels/quant_dot_ref.h"
+
+namespace lowbit {
+
+namespace {
+
+constexpr int64_t R = kPackRows;
+constexpr int64_t kQ4KSuperBytes = 64 + 128 + 128 + 2048;  // packed bytes of one super-block of 16 rows
+
+int64_t RoundUp64(int64_t v) { return (v + 63) & ~int64_t(63); }
+
+bool IsQ4_0(DType t) { return t == DTypeOf<Q4_0Format>(); }
+bool IsQ8_0(DType t) { return t == DTypeOf<Q8_0Format>(); }
+bool IsQ4_K(DType t) { return t == DTypeOf<Q4_KFormat>(); }
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// Q4_0 / Q4_K nibble `pos` of a 16-byte ggml group (low nibbles first).
+int Nibble(const uint8_t* qs, int pos) { return pos < 16 ? qs[pos] & 15 : qs[pos - 16] >> 4; }
+
+// --- Q4_0 / Q8_0 -----------------------------------------------------------
+
+void PackLegacyGroup(DType type, const uint8_t* rows, int64_t nb, int64_t codes_offset, uint8_t* g) {
+  const FormatInfo& f = GetFormat(type);
+  const int64_t row_bytes = f.RowBytes(nb * 32);
+  const bool q4 = IsQ4_0(type);
+  const int64_t code_bytes = q4 ? 256 : 512;
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* codes = g + codes_offset + b * code_bytes;
+    for (int64_t i = 0; i < R; ++i) {
+      const uint8_t* blk = rows + i * row_bytes + b * f.block_bytes;
+      std::memcpy(g + (b * R + i) * 2, blk, 2);  // d
+      const uint8_t* qs = blk + 2;
+      if (q4) {
+        for (int m = 0; m < 4; ++m)
+          for (int c = 0; c < 4; ++c)
+            codes[m * 64 + 4 * i + c] = uint8_t(Nibble(qs, 4 * m + c) | Nibble(qs, 16 + 4 * m + c) << 4);
+      } else {
+        for (int k = 0; k < 8; ++k)
+          for (int c = 0; c < 4; ++c) codes[k * 64 + 4 * i + c] = uint8_t(qs[4 * k + c] ^ 0x80);
+      }
+    }
+  }
+}
+
+void UnpackLegacyGroup(DType type, const uint8_t* g, int64_t nb, int64_t codes_offset, uint8_t* rows) {
+  const FormatInfo& f = GetFormat(type);
+  const int64_t row_bytes = f.RowBytes(nb * 32);
+  const bool q4 = IsQ4_0(type);
+  const int64_t code_bytes = q4 ? 256 : 512;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* codes = g + codes_offset + b * code_bytes;
+    for (int64_t i = 0; i < R; ++i) {
+      uint8_t* blk = rows + i * row_bytes + b * f.block_bytes;
+      std::memcpy(blk, g + (b * R + i) * 2, 2);
+      uint8_t* qs = blk + 2;
+      if (q4) {
+        for (int m = 0; m < 4; ++m)
+          for (int c = 0; c < 4; ++c) {
+            const uint8_t v = codes[m * 64 + 4 * i + c];
+            qs[4 * m + c] = uint8_t((v & 15) | (v >> 4) << 4);  // low: element j, high: element j + 16
+          }
+      } else {
+        for (int k = 0; k < 8; ++k)
+          for (int c = 0; c < 4; ++c) qs[4 * k + c] = uint8_t(codes[k * 64 + 4 * i + c] ^ 0x80);
+      }
+    }
+  }
+}
+
+// --- Q4_K ---------------------------------------------------------------------
+
+void PackQ4KGroup(const uint8_t* rows, int64_t ns, uint8_t* g) {
+  const int64_t row_bytes = ns * int64_t(sizeof(Q4_KFormat::Block));
+  for (int64_t s = 0; s < ns; ++s) {
+    uint8_t* out = g + s * kQ4KSuperBytes;
+    uint8_t* sc = out + 64;
+    uint8_t* mins = out + 192;
+    uint8_t* codes = out + 320;
+    for (int64_t i = 0; i < R; ++i) {
+      const uint8_t* blk = rows + i * row_bytes + s * int64_t(sizeof(Q4_KFormat::Block));
+      std::memcpy(out + 2 * i, blk, 2);           // d
+      std::memcpy(out + 32 + 2 * i, blk + 2, 2);  // dmin
+      const uint8_t* scales = blk + 4;
+      for (int j = 0; j < 8; ++j) {
+        int s6, m6;
+        Q4KScaleMin(scales, j, &s6, &m6);
+        sc[j * R + i] = uint8_t(s6);
+        mins[(j / 2) * 2 * R + 2 * i + (j & 1)] = uint8_t(m6);
+      }
+      const uint8_t* qs = blk + 16;
+      for (int p = 0; p < 4; ++p)
+        for (int k = 0; k < 8; ++k)
+          for (int c = 0; c < 4; ++c) {
+            const uint8_t v = qs[32 * p + 4 * k + c];  // low: 64p + 4k + c, high: 64p + 32 + 4k + c
+            codes[(p * 8 + k) * 64 + 4 * i + c] = v;
+          }
+    }
+  }
+}
+
+void UnpackQ4KGroup(const uint8_t* g, int64_t ns, uint8_t* rows) {
+  const int64_t row_bytes = ns * int64_t(sizeof(Q4_KFormat::Block));
+  for (int64_t s = 0; s < ns; ++s) {
+    const uint8_t* in = g + s * kQ4KSuperBytes;
+    const uint8_t* sc = in + 64;
+    const uint8_t* mins = in + 192;
+    const uint8_t* codes = in + 320;
+    for (int64_t i = 0; i < R; ++i) {
+      uint8_t* blk = rows + i * row_bytes + s * int64_t(sizeof(Q4_KFormat::Block));
+      std::memcpy(blk, in + 2 * i, 2);
+      std::memcpy(blk + 2, in + 32 + 2 * i, 2);
+      int s6[8], m6[8];
+      for (int j = 0; j < 8; ++j) {
+        s6[j] = sc[j * R + i];
+        m6[j] = mins[(j / 2) * 2 * R + 2 * i + (j & 1)];
+      }
+      uint8_t* scales = blk + 4;  // the inverse of Q4KScaleMin
+      for (int j = 0; j < 4; ++j) {
+        scales[j] = uint8_t(s6[j] | (s6[j + 4] >> 4) << 6);
+        scales[j + 4] = uint8_t(m6[j] | (m6[j + 4] >> 4) << 6);
+        scales[j + 8] = uint8_t((s6[j + 4] & 15) | (m6[j + 4] & 15) << 4);
+      }
+      uint8_t* qs = blk + 16;
+      for (int p = 0; p < 4; ++p)
+        for (int k = 0; k < 8; ++k)
+          for (int c = 0; c < 4; ++c) qs[32 * p + 4 * k + c] = codes[(p * 8 + k) * 64 + 4 * i + c];
+    }
+  }
+}
+
+void FreeAligned(uint8_t* p) { std::free(p); }
+
+// 64-byte aligned; matrices of a megabyte or more sit in 2 MiB transparent
+// huge pages: the hardware prefetchers stop at every 4 KiB page boundary of a
+// stream, and GEMV reads each matrix as a few long streams.
+uint8_t* AllocatePacked(size_t bytes) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  if (bytes < (size_t(1) << 20)) return static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) & ~size_t(63)));
+  const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHuge, rounded));
+  if (p != nullptr) ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint: failure only costs speed
+  return p;
+}
+
+}  // namespace
+
+bool HasPackedLayout(DType type) { return IsQ4_0(type) || IsQ8_0(type) || IsQ4_K(type); }
+
+std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool) {
+  if (!HasPackedLayout(w.type) || w.shape.size() != 2) return nullptr;
+  const int64_t rows = w.shape[0], cols = w.shape[1];
+  const FormatInfo& f = GetFormat(w.type);
+  if (rows <= 0 || rows % R != 0 || cols <= 0 || cols % f.block_size != 0) return nullptr;
+  auto p = std::make_unique<PackedWeights>();
+  p->type = w.type;
+  p->rows = rows;
+  p->cols = cols;
+  const int64_t nblk = cols / f.block_size;
+  if (IsQ4_K(w.type)) {
+    p->group_bytes = nblk * kQ4KSuperBytes;
+  } else {
+    p->codes_offset = RoundUp64(nblk * R * 2);
+    p->group_bytes = p->codes_offset + nblk * (IsQ4_0(w.type) ? 256 : 512);
+  }
+  const size_t total = size_t(rows / R * p->group_bytes);
+  p->data = {AllocatePacked(total), FreeAligned};
+  if (!p->data) Fail("{}: out of memory packing {} bytes", w.name, total);
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = f.RowBytes(cols);
+  PackedWeights* pw = p.get();
+  pool.ParallelFor(rows / R, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      uint8_t* out = pw->data.get() + g * pw->group_bytes;
+      std::memset(out, 0, size_t(pw->group_bytes));
+      if (IsQ4_K(pw->type)) {
+        PackQ4KGroup(src + g * R * row_bytes, nblk, out);
+      } else {
+        PackLegacyGroup(pw->type, src + g * R * row_bytes, nblk, pw->codes_offset, out);
+      }
+    }
+  });
+  return p;
+}
+
+void UnpackWeights(const PackedWeights& p, uint8_t* out) {
+  const FormatInfo& f = GetFormat(p.type);
+  const int64_t row_bytes = f.RowBytes(p.cols), nblk = p.cols / f.block_size;
+  for (int64_t g = 0; g < p.rows / R; ++g) {
+    if (IsQ4_K(p.type)) {
+      UnpackQ4KGroup(p.Group(g), nblk, out + g * R * row_bytes);
+    } else {
+      UnpackLegacyGroup(p.type, p.Group(g), nblk, p.codes_offset, out + g * R * row_bytes);
+    }
+  }
+}
+
+PackedActivations QuantizePackedActivations(DType weight_type, const float* x, int64_t n, int64_t cols,
+                                            ThreadPool& pool) {
+  LOWBIT_CHECK(HasPackedLayout(weight_type));
+  const FormatInfo& af = GetFormat(GetFormat(weight_type).activation);
+  const bool k = IsQ4_K(weight_type);
+  PackedActivations a;
+  a.n = n;
+  a.cols = cols;
+  a.nblk = cols / af.block_size;
+  a.sums_per_row = k ? a.nblk * 4 : a.nblk;
+  a.codes.reset(new int8_t[size_t(n * cols)]);
+  a.scale.reset(new float[size_t(n * a.nblk)]);
+  a.sums.reset(new int32_t[size_t(n * a.sums_per_row)]);
+  const int offset = IsQ4_0(weight_type) ? -8 : -128;
+  const size_t a_row = af.RowBytes(cols);
+  pool.ParallelFor(n, [&](int64_t t0, int64_t t1) {
+    std::vector<uint8_t> blocks(a_row);
+    for (int64_t t = t0; t < t1; ++t) {
+      if (!QuantizeActivations(af.id, x + t * cols, 1, cols, blocks.data()))
+        af.quantize(x + t * cols, 1, cols, blocks.data(), nullptr);
+      int8_t* codes = a.codes.get() + t * cols;
+      float* scale = a.scale.get() + t * a.nblk;
+      int32_t* sums = a.sums.get() + t * a.sums_per_row;
+      for (int64_t b = 0; b < a.nblk; ++b) {
+        const uint8_t* blk = blocks.data() + size_t(b) * size_t(af.block_bytes);
+        if (k) {  // Q8_K: f32 d, 256 codes, 16 i16 sums of 16
+          std::memcpy(&scale[b], blk, 4);
+          std::memcpy(codes + b * 256, blk + 4, 256);
+          int16_t bsums[16];
+          std::memcpy(bsums, blk + 4 + 256, sizeof(bsums));
+          for (int p = 0; p < 4; ++p) {
+            const int32_t lo = bsums[4 * p] + bsums[4 * p + 1], hi = bsums[4 * p + 2] + bsums[4 * p + 3];
+            sums[4 * b + p] = int32_t(uint32_t(lo) & 0xffff) | int32_t(uint32_t(hi) << 16);
+          }
+        } else {  // Q8_0: f16 d, 32 codes
+          scale[b] = F16ToF32(LoadU16(blk));
+          std::memcpy(codes + b * 32, blk + 2, 32);
+          int32_t s = 0;
+          for (int j = 0; j < 32; ++j) s += codes[b * 32 + j];
+          sums[b] = offset * s;
+        }
+      }
+    }
+  });
+  return a;
+}
+
+// The layout's reference: the SIMD kernel's integer sums and float steps, one
+// lane at a time (float(ints) * (dw * da) added with one fused multiply-add
+// per block, as the vector code does), so the two agree bit for bit.
+void GemmPackedGroupsRef(const PackedWeights& p, const PackedActivations& a, float* y, int64_t g0, int64_t g1) {
+  const int64_t cols = p.cols, out = p.rows;
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint8_t* grp = p.Group(g);
+    for (int64_t t = 0; t < a.n; ++t) {
+      const int8_t* codes = a.codes.get() + t * cols;
+      const float* da = a.scale.get() + t * a.nblk;
+      const int32_t* sums = a.sums.get() + t * a.sums_per_row;
+      for (int64_t i = 0; i < R; ++i) {
+        float acc = 0.0f;
+        if (IsQ4_K(p.type)) {
+          for (int64_t s = 0; s < a.nblk; ++s) {
+            const uint8_t* sb = grp + s * kQ4KSuperBytes;
+            const uint8_t* q = sb + 320;
+            int32_t lo_total = 0, hi_total = 0, mins = 0;
+            for (int pr = 0; pr < 4; ++pr) {
+              int32_t lo = 0, hi = 0;
+              for (int k = 0; k < 8; ++k)
+                for (int c = 0; c < 4; ++c) {
+                  const int v = q[(pr * 8 + k) * 64 + 4 * i + c];
+                  lo += (v & 15) * codes[s * 256 + 64 * pr + 4 * k + c];
+                  hi += (v & 0xf0) * codes[s * 256 + 64 * pr + 32 + 4 * k + c];
+                }
+              lo_total += lo * sb[64 + (2 * pr) * R + i];
+              hi_total += hi * sb[64 + (2 * pr + 1) * R + i];
+              const int32_t pair = sums[4 * s + pr];
+              mins += sb[192 + pr * 2 * R + 2 * i] * int16_t(pair & 0xffff) +
+                      sb[192 + pr * 2 * R + 2 * i + 1] * int16_t(uint32_t(pair) >> 16);
+            }
+            const int32_t ints = lo_total + (hi_total >> 4);
+            const float dw = F16ToF32(LoadU16(sb + 2 * i)), dmin = F16ToF32(LoadU16(sb + 32 + 2 * i));
+            acc = std::fma(float(ints), dw * da[s], acc);
+            acc = std::fma(-float(mins), dmin * da[s], acc);
+          }
+        } else {
+          const bool q4 = IsQ4_0(p.type);
+          for (int64_t b = 0; b < a.nblk; ++b) {
+            int32_t ints = sums[b];
+            if (q4) {
+              const uint8_t* q = grp + p.codes_offset + b * 256;
+              for (int m = 0; m < 4; ++m)
+                for (int c = 0; c < 4; ++c) {
+                  const int v = q[m * 64 + 4 * i + c];
+                  ints += (v & 15) * codes[b * 32 + 4 * m + c] + (v >> 4) * codes[b * 32 + 16 + 4 * m + c];
+                }
+            } else {
+              const uint8_t* q = grp + p.codes_offset + b * 512;
+              for (int k = 0; k < 8; ++k)
+                for (int c = 0; c < 4; ++c) ints += q[k * 64 + 4 * i + c] * codes[b * 32 + 4 * k + c];
+            }
+            const float dw = F16ToF32(LoadU16(grp + (b * R + i) * 2));
+            acc = std::fma(float(ints), dw * da[b], acc);
+          }
+        }
+        y[t * out + g * R + i] = acc;
+      }
+    }
+  }
+}
+
+void MatMulPacked(const PackedWeights& p, const float* x, int64_t n, float* y, ThreadPool& pool) {
+  if (n <= 0) return;
+  const PackedActivations a = QuantizePackedActivations(p.type, x, n, p.cols, pool);
+  pool.ParallelFor(p.rows / R, [&](int64_t g0, int64_t g1) { GemmPackedGroups(p, a, y, g0, g1); });
+}
+
+}  // namespace lowbit

@@ -1,0 +1,83 @@
+// Row-interleaved ("packed") copies of Q4_0, Q8_0 and Q4_K weights, made once
+// when a Session starts, for the AVX-512 VNNI kernels of gemm_packed.cc.
+//
+// A packed matrix holds the same codes and scales as the GGUF rows, regrouped
+// so that one 512-bit register holds 4 consecutive codes of 16 consecutive
+// rows: an int8 dot (vpdpbusd) against 4 broadcast activation bytes then gives
+// 16 rows' partial sums, one per i32 lane, and the per-block scaling is one
+// float multiply-add for 16 rows. The row-major layout needs a horizontal
+// reduction per row per block instead. Layout per group of 16 rows (kPackRows):
+//   Q4_0 (nb = cols / 32 blocks):
+//     scales: u16 d[nb][16]                      (f16, row order)
+//     codes:  u8 q[nb][4][64], at a 64-byte boundary:
+//             q[b][m][4 i + c] = code(row i, 4m + c) | code(row i, 16 + 4m + c) << 4
+//   Q8_0: scales as Q4_0; codes u8 q[nb][8][64]: q[b][k][4 i + c] = qs(row i, 4k + c) ^ 0x80
+//         (offset to unsigned; the kernel subtracts 128 * sum(a)).
+//   Q4_K (ns = cols / 256 super-blocks), per super-block, 2368 bytes:
+//     u16 d[16], u16 dmin[16];  u8 sc[8][16];  u8 m[4][16][2] = (m[2p][i], m[2p+1][i]);
+//     u8 q[4][8][64]: q[p][k][4 i + c] = code(i, 64p + 4k + c) | code(i, 64p + 32 + 4k + c) << 4
+//     (sub-block scales and mins as 8-bit integers: 2.8% more bytes than the 6-bit packing).
+// The integer sums are those of the row-major kernels (exact); only the float
+// summation order differs. UnpackWeights inverts the packing byte for byte.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace lowbit {
+
+inline constexpr int64_t kPackRows = 16;
+
+struct PackedWeights {
+  DType type = DType::kF32;
+  int64_t rows = 0, cols = 0;
+  int64_t group_bytes = 0;  // bytes per group of kPackRows rows (a multiple of 64)
+  int64_t codes_offset = 0;  // Q4_0 / Q8_0: where the codes start within a group
+  std::unique_ptr<uint8_t, void (*)(uint8_t*)> data{nullptr, nullptr};  // 64-byte aligned
+  const uint8_t* Group(int64_t g) const { return data.get() + g * group_bytes; }
+  size_t bytes() const { return size_t(rows / kPackRows * group_bytes); }
+};
+
+// True when `type` has a packed layout (Q4_0, Q8_0, Q4_K).
+bool HasPackedLayout(DType type);
+// True when this CPU runs the packed kernels with SIMD (AVX-512 VNNI); other
+// CPUs would run the packed layout's scalar kernel, slower than the row-major
+// SIMD kernels, so callers pack only when this holds.
+bool HasFastPackedKernel();
+
+// The packed copy of w (2-D, rows a multiple of kPackRows, a packed type);
+// null when w does not qualify.
+std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool);
+// The rows back in w's own format (rows * RowBytes(cols) bytes).
+void UnpackWeights(const PackedWeights& p, uint8_t* out);
+
+// y (n, rows) = x (n, cols) @ W^T with the packed weights, activations
+// quantized to the format's activation type (Q8_0 / Q8_K) as MatMulQuant does.
+void MatMulPacked(const PackedWeights& p, const float* x, int64_t n, float* y, ThreadPool& pool);
+
+// Quantized activations in the layout the packed kernels read (built from the
+// Q8_0 / Q8_K blocks of the reference quantizers):
+//   codes  (n, cols) int8, contiguous per token;
+//   scale  (n, nblk) f32 activation scale per block (32 for Q8_0, 256 for Q8_K);
+//   sums   Q4_0: (n, nb) -8 * sum(codes of block); Q8_0: -128 * sum;
+//          Q4_K: (n, ns, 4) i32 = (bsum32[2p] & 0xffff) | bsum32[2p+1] << 16,
+//          bsum32[j] the sum of the 32 codes of sub-block j.
+struct PackedActivations {
+  int64_t n = 0, cols = 0, nblk = 0, sums_per_row = 0;
+  std::unique_ptr<int8_t[]> codes;
+  std::unique_ptr<float[]> scale;
+  std::unique_ptr<int32_t[]> sums;
+};
+PackedActivations QuantizePackedActivations(DType weight_type, const float* x, int64_t n, int64_t cols,
+                                            ThreadPool& pool);
+
+// Internal (gemm_packed.cc): groups [g0, g1) of y for all n tokens. The
+// scalar version is the packed layout's reference and runs below AVX3_DL.
+void GemmPackedGroupsRef(const PackedWeights& p, const PackedActivations& a, float* y, int64_t g0, int64_t g1);
+void GemmPackedGroups(const PackedWeights& p, const PackedActivations& a, float* y, int64_t g0, int64_t g1);
+
+}  // namespace lowbit

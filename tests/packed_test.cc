@@ -1,0 +1,148 @@
+// kernels/packed.h: the row-interleaved layouts of Q4_0, Q8_0 and Q4_K and
+// their kernels. Packing is a byte permutation (unpacking restores every
+// byte of random blocks); the SIMD kernel equals the layout's scalar reference
+// bit for bit on every target; both match the row-major reference dot within
+// the float bound of QuantKernelsMatchReference. Replayable: LOWBIT_SEED.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "formats/all_formats.h"
+#include "formats/format.h"
+#include "hwy/targets.h"
+#include "kernels/matmul.h"
+#include "kernels/packed.h"
+#include "kernels/quant_dot_ref.h"
+#include "test_random.h"
+#include "test_weights.h"
+
+namespace lowbit {
+namespace {
+
+uint64_t Seed() { return testing::ReplayableSeed("packed_test"); }
+
+const DType kTypes[] = {DTypeOf<Q4_0Format>(), DTypeOf<Q8_0Format>(), DTypeOf<Q4_KFormat>()};
+
+std::vector<float> Gaussians(std::mt19937_64& rng, size_t count) {
+  std::vector<float> v(count);
+  for (float& x : v) x = float(testing::Gaussian(rng));
+  return v;
+}
+
+TEST(Packed, OnlyWholeGroupsOfPackedTypes) {
+  std::vector<uint8_t> bytes(1 << 16);
+  ThreadPool pool(1);
+  for (DType t : kTypes) {
+    const int64_t in = GetFormat(t).block_size;
+    EXPECT_TRUE(HasPackedLayout(t));
+    EXPECT_NE(PackWeights({"w", t, {16, in}, bytes.data(), bytes.size()}, pool), nullptr);
+    EXPECT_EQ(PackWeights({"w", t, {15, in}, bytes.data(), bytes.size()}, pool), nullptr);
+    EXPECT_EQ(PackWeights({"w", t, {16, in + 1}, bytes.data(), bytes.size()}, pool), nullptr);
+    EXPECT_EQ(PackWeights({"w", t, {16 * in}, bytes.data(), bytes.size()}, pool), nullptr);
+  }
+  EXPECT_FALSE(HasPackedLayout(DTypeOf<Q5_KFormat>()));
+  EXPECT_EQ(PackWeights({"w", DType::kF32, {16, 32}, bytes.data(), bytes.size()}, pool), nullptr);
+}
+
+// Random bytes (every scale, min and code pattern, NaN scales included)
+// survive pack + unpack unchanged.
+TEST(Packed, UnpackRestoresEveryByte) {
+  std::mt19937_64 rng(Seed() ^ 1);
+  ThreadPool pool(2);
+  for (DType t : kTypes) {
+    const FormatInfo& f = GetFormat(t);
+    SCOPED_TRACE(std::string(f.name));
+    for (int64_t rows : {16, 48})
+      for (int64_t blocks : {1, 3, 8}) {
+        const int64_t cols = blocks * f.block_size;
+        std::vector<uint8_t> bytes(size_t(rows) * f.RowBytes(cols));
+        for (uint8_t& b : bytes) b = uint8_t(rng());
+        const auto p = PackWeights({"w", t, {rows, cols}, bytes.data(), bytes.size()}, pool);
+        ASSERT_NE(p, nullptr);
+        EXPECT_EQ(p->group_bytes % 64, 0);
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(p->data.get()) % 64, 0u);
+        std::vector<uint8_t> back(bytes.size(), 0xAA);
+        UnpackWeights(*p, back.data());
+        ASSERT_EQ(back, bytes) << rows << " x " << cols;
+      }
+  }
+}
+
+// Every target's kernel against the layout's reference, bit for bit; tokens
+// 1..9 around the 4-token tile, 37 across a token chunk (8192 columns).
+TEST(Packed, KernelEqualsLayoutReferenceBitForBit) {
+  std::mt19937_64 rng(Seed() ^ 2);
+  ThreadPool pool(2);
+  for (DType t : kTypes) {
+    const FormatInfo& f = GetFormat(t);
+    SCOPED_TRACE(std::string(f.name));
+    for (int64_t cols : {f.block_size, 3 * f.block_size, 8192})
+      for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 37}) {
+        if (cols == 8192 && n < 9) continue;
+        SCOPED_TRACE(::testing::Message() << "cols " << cols << " n " << n);
+        const int64_t rows = 32;
+        const testing::Weights w = testing::MakeWeights(t, Gaussians(rng, size_t(rows * cols)), rows, cols);
+        const auto p = PackWeights(w.view, pool);
+        ASSERT_NE(p, nullptr);
+        const std::vector<float> x = Gaussians(rng, size_t(n * cols));
+        const PackedActivations a = QuantizePackedActivations(t, x.data(), n, cols, pool);
+        std::vector<float> y_ref(size_t(n * rows), NAN);
+        GemmPackedGroupsRef(*p, a, y_ref.data(), 0, rows / kPackRows);
+        for (const KernelTarget& target : KernelTargets()) {
+          hwy::SetSupportedTargetsForTest(target.bits);
+          std::vector<float> y(size_t(n * rows), NAN);
+          MatMulPacked(*p, x.data(), n, y.data(), pool);
+          hwy::SetSupportedTargetsForTest(0);
+          for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(y_ref[i]))
+                << target.name << " output " << i << ": " << y[i] << " vs " << y_ref[i];
+        }
+      }
+  }
+}
+
+// Packed results against the row-major reference dot of the same blocks,
+// within (2 nb + 24) u sum|terms| as for the row-major kernels; through
+// MatMul with a view that carries the packed copy.
+TEST(Packed, MatMulMatchesRowMajorReference) {
+  std::mt19937_64 rng(Seed() ^ 3);
+  ThreadPool pool(2);
+  for (DType t : kTypes) {
+    const FormatInfo& wf = GetFormat(t);
+    const FormatInfo& af = GetFormat(wf.activation);
+    const QuantDotRef& ref = *FindQuantDotRef(t);
+    SCOPED_TRACE(std::string(wf.name));
+    const int64_t rows = 48, nb = 5, cols = nb * wf.block_size, n = 6;
+    testing::Weights w = testing::MakeWeights(t, Gaussians(rng, size_t(rows * cols)), rows, cols);
+    const auto p = PackWeights(w.view, pool);
+    ASSERT_NE(p, nullptr);
+    TensorView view = w.view;
+    view.packed = p.get();
+    const std::vector<float> x = Gaussians(rng, size_t(n * cols));
+    std::vector<float> y(size_t(n * rows), NAN);
+    MatMul(view, x.data(), n, y.data(), pool, false);
+    std::vector<uint8_t> a(af.RowBytes(cols) * size_t(n));
+    af.quantize(x.data(), n, cols, a.data(), nullptr);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t tok = 0; tok < n; ++tok) {
+        const uint8_t* wr = w.bytes.data() + size_t(r) * wf.RowBytes(cols);
+        const uint8_t* ar = a.data() + size_t(tok) * af.RowBytes(cols);
+        const double bound = (2 * nb + 24) * (FLT_EPSILON / 2) * VecDotAbsRef(ref, wr, ar, cols) + FLT_MIN;
+        ASSERT_NEAR(y[size_t(tok * rows + r)], VecDotRef(ref, wr, ar, cols), bound) << "row " << r << " token " << tok;
+      }
+    // The reference flag ignores the packed copy.
+    std::vector<float> y_ref(size_t(n * rows));
+    MatMul(view, x.data(), n, y_ref.data(), pool, true);
+    std::vector<float> y_plain(size_t(n * rows));
+    MatMulDequantRef(w.view, x.data(), n, y_plain.data(), pool);
+    EXPECT_EQ(y_ref, y_plain);
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
