@@ -4,20 +4,24 @@
 // Weights cycle through enough copies to overflow the L3 cache ("dram"), or
 // reuse one copy ("l3"), so both rooflines are visible. Not a test: prints
 // numbers only. Usage: kernels_bench [threads=2] [formats=f16,q8_0,q4_0,q4_k,q6_k]
+// (a format name + "p", e.g. q4_0p, runs its packed layout, kernels/packed.h)
 #include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/stream_buffer.h"
 #include "core/thread_pool.h"
 #include "formats/format.h"
 #include "kernels/matmul.h"
+#include "kernels/packed.h"
 
 namespace lowbit {
 namespace {
@@ -62,11 +66,13 @@ uint64_t ReadSum(const uint64_t* p, int64_t words) {
 
 struct Matrix {
   std::vector<std::vector<uint8_t>> copies;
+  std::vector<std::unique_ptr<PackedWeights>> packed;
   std::vector<TensorView> views;
   size_t bytes = 0;
 };
 
-Matrix MakeMatrix(const FormatInfo& f, int64_t out, int64_t in, int copies) {
+// With `pack`, the views carry packed copies (kernels/packed.h).
+Matrix MakeMatrix(const FormatInfo& f, int64_t out, int64_t in, int copies, bool pack, ThreadPool& pool) {
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> values(size_t(out * in));
@@ -82,6 +88,10 @@ Matrix MakeMatrix(const FormatInfo& f, int64_t out, int64_t in, int copies) {
     v.shape = {out, in};
     v.data = c.data();
     v.bytes = c.size();
+    if (pack) {
+      m.packed.push_back(PackWeights(v, pool));
+      v.packed = m.packed.back().get();
+    }
     m.views.push_back(v);
   }
   return m;
@@ -89,7 +99,10 @@ Matrix MakeMatrix(const FormatInfo& f, int64_t out, int64_t in, int copies) {
 
 void Run(int threads, const std::vector<std::string>& formats) {
   ThreadPool pool(threads);
-  const int64_t kL3 = 32 << 20;
+  // Working set: three times this (the guest's L3; the host's may be larger,
+  // so KB_WORKING_SET_MB=400 makes sure the weights stream from DRAM).
+  const int64_t kL3 = std::getenv("KB_WORKING_SET_MB") ? (int64_t(std::atoi(std::getenv("KB_WORKING_SET_MB"))) << 20) / 3
+                                                         : 32 << 20;
   std::printf("threads %d; targets:", threads);
   for (const auto& t : KernelTargets()) std::printf(" %s", t.name.c_str());
   std::printf(" (best used)\n");
@@ -98,18 +111,22 @@ void Run(int threads, const std::vector<std::string>& formats) {
     int64_t out, in;
   };
   for (const Shape s : {Shape{5632, 2048}, Shape{2048, 5632}}) {
-    for (const std::string& name : formats) {
-      const FormatInfo* f = FindFormatByName(name);
-      if (!f) continue;
+    for (std::string name : formats) {
+      // "q4_0p": the packed layout of q4_0.
+      const bool pack = name.size() > 1 && name.back() == 'p' && FindFormatByName(name.substr(0, name.size() - 1));
+      const FormatInfo* f = FindFormatByName(pack ? name.substr(0, name.size() - 1) : name);
+      if (!f || (pack && !(HasPackedLayout(f->id) && HasFastPackedKernel()))) continue;
       const size_t bytes = f->RowBytes(s.in) * size_t(s.out);
       const int copies = int(std::max<int64_t>(1, 3 * kL3 / int64_t(bytes) + 1));
-      Matrix m = MakeMatrix(*f, s.out, s.in, copies);
-      // Read roofline over the same bytes and copies.
-      std::vector<uint64_t> words(bytes * size_t(copies) / 8 + 8, 1);
+      Matrix m = MakeMatrix(*f, s.out, s.in, copies, pack, pool);
+      // Read roofline over the same bytes and copies, in huge pages.
+      const size_t n_words = bytes * size_t(copies) / 8 + 8;
+      const StreamBuffer<uint64_t> words = MakeStreamBuffer<uint64_t>(n_words, "read buffer");
+      std::fill(words.get(), words.get() + n_words, uint64_t(1));
       const int64_t per_copy = int64_t(bytes / 8);
       volatile uint64_t sink = 0;
       auto read = [&](int i) {
-        const uint64_t* base = words.data() + (i % copies) * per_copy;
+        const uint64_t* base = words.get() + (i % copies) * per_copy;
         pool.ParallelFor(threads, [&](int64_t b, int64_t e) {
           for (int64_t k = b; k < e; ++k) {
             const int64_t len = per_copy / threads;
@@ -144,12 +161,14 @@ void Run(int threads, const std::vector<std::string>& formats) {
 // one matrix ITERS times on 1 thread (for perf stat / perf record).
 int Loop(int argc, char** argv) {
   using namespace lowbit;
-  const FormatInfo* f = FindFormatByName(argv[2]);
+  std::string name = argv[2];
+  const bool pack = name.size() > 1 && name.back() == 'p' && FindFormatByName(name.substr(0, name.size() - 1));
+  const FormatInfo* f = FindFormatByName(pack ? name.substr(0, name.size() - 1) : name);
   if (!f) return 1;
   const int64_t n = std::atoll(argv[3]), iters = std::atoll(argv[4]);
   const int64_t out = argc > 6 ? std::atoll(argv[5]) : 5632, in = argc > 6 ? std::atoll(argv[6]) : 2048;
-  Matrix m = MakeMatrix(*f, out, in, 1);
   ThreadPool pool(1);
+  Matrix m = MakeMatrix(*f, out, in, 1, pack, pool);
   std::vector<float> x(size_t(n * in), 0.5f), y(size_t(n * out));
   const double t0 = Now(), c0 = CpuTime();
   for (int64_t i = 0; i < iters; ++i) MatMul(m.views[0], x.data(), n, y.data(), pool, false);
@@ -163,7 +182,7 @@ int Loop(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (argc > 4 && std::string(argv[1]) == "loop") return Loop(argc, argv);
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  std::vector<std::string> formats = {"f16", "q8_0", "q4_0", "q4_k", "q6_k"};
+  std::vector<std::string> formats = {"f16", "q8_0", "q8_0p", "q4_0", "q4_0p", "q4_k", "q4_kp", "q6_k"};
   if (argc > 2) {
     formats.clear();
     std::stringstream ss(argv[2]);

@@ -8,10 +8,9 @@
 #include <cstring>
 #include <vector>
 
-#include <sys/mman.h>
-
 #include "core/error.h"
 #include "core/half.h"
+#include "core/stream_buffer.h"
 #include "formats/all_formats.h"
 #include "formats/format.h"
 #include "kernels/fast_paths.h"
@@ -151,20 +150,6 @@ void UnpackQ4KGroup(const uint8_t* g, int64_t ns, uint8_t* rows) {
   }
 }
 
-void FreeAligned(uint8_t* p) { std::free(p); }
-
-// 64-byte aligned; matrices of a megabyte or more sit in 2 MiB transparent
-// huge pages: the hardware prefetchers stop at every 4 KiB page boundary of a
-// stream, and GEMV reads each matrix as a few long streams.
-uint8_t* AllocatePacked(size_t bytes) {
-  constexpr size_t kHuge = size_t(2) << 20;
-  if (bytes < (size_t(1) << 20)) return static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) & ~size_t(63)));
-  const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHuge, rounded));
-  if (p != nullptr) ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint: failure only costs speed
-  return p;
-}
-
 }  // namespace
 
 bool HasPackedLayout(DType type) { return IsQ4_0(type) || IsQ8_0(type) || IsQ4_K(type); }
@@ -186,8 +171,7 @@ std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool
     p->group_bytes = p->codes_offset + nblk * (IsQ4_0(w.type) ? 256 : 512);
   }
   const size_t total = size_t(rows / R * p->group_bytes);
-  p->data = {AllocatePacked(total), FreeAligned};
-  if (!p->data) Fail("{}: out of memory packing {} bytes", w.name, total);
+  p->data = MakeStreamBuffer<uint8_t>(total, w.name.c_str());
   const auto* src = static_cast<const uint8_t*>(w.data);
   const int64_t row_bytes = f.RowBytes(cols);
   PackedWeights* pw = p.get();

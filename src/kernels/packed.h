@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/stream_buffer.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 
@@ -37,7 +38,7 @@ struct PackedWeights {
   int64_t rows = 0, cols = 0;
   int64_t group_bytes = 0;  // bytes per group of kPackRows rows (a multiple of 64)
   int64_t codes_offset = 0;  // Q4_0 / Q8_0: where the codes start within a group
-  std::unique_ptr<uint8_t, void (*)(uint8_t*)> data{nullptr, nullptr};  // 64-byte aligned
+  StreamBuffer<uint8_t> data;  // 64-byte aligned, huge pages
   const uint8_t* Group(int64_t g) const { return data.get() + g * group_bytes; }
   size_t bytes() const { return size_t(rows / kPackRows * group_bytes); }
 };
