@@ -26,12 +26,14 @@ namespace HWY_NAMESPACE {
 
 #if HWY_TARGET == HWY_AVX3_DL
 
-HWY_INLINE __m512i Dp(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
-// Four activation codes broadcast to all 16 lanes.
-HWY_INLINE __m512i Bcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
+// acc + u (16 lanes of 4 u8 weight codes) . the 4 s8 activation codes at a,
+// broadcast to every lane by the instruction's embedded broadcast (GCC 12
+// keeps a separate vpbroadcastd for the intrinsic form: one more uop each).
+HWY_INLINE __m512i Dp(__m512i acc, __m512i u, const int8_t* a) {
+  asm("vpdpbusd %[a]%{1to16%}, %[u], %[acc]"
+      : [acc] "+v"(acc)
+      : [u] "v"(u), [a] "m"(*reinterpret_cast<const int32_t*>(a)));
+  return acc;
 }
 HWY_INLINE __m512i Load512(const uint8_t* p) { return _mm512_load_si512(reinterpret_cast<const void*>(p)); }
 // Software prefetch into L2, this far ahead in the weight stream. TinyLlama
@@ -69,7 +71,7 @@ HWY_INLINE void TileQ4_0(const TileArgs& x) {
     for (int m = 0; m < 4; ++m) {
       const __m512i v = Load512(q + 64 * m);
       lo[m] = _mm512_and_si512(v, mask);
-      hi[m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+      hi[m] = _mm512_andnot_si512(mask, v);  // high nibbles in place: 16 x code
     }
     const __m512 dw = Half16(x.grp + b * 32);
     for (size_t t = 0; t < T; ++t) {
@@ -78,11 +80,12 @@ HWY_INLINE void TileQ4_0(const TileArgs& x) {
       __m512i s0 = _mm512_set1_epi32(x.a->sums[size_t(tok * nb + b)]);
       __m512i s1 = _mm512_setzero_si512();
       for (int m = 0; m < 4; ++m) {
-        s0 = Dp(s0, lo[m], Bcast4(ap + 4 * m));
-        s1 = Dp(s1, hi[m], Bcast4(ap + 16 + 4 * m));
+        s0 = Dp(s0, lo[m], ap + 4 * m);
+        s1 = Dp(s1, hi[m], ap + 16 + 4 * m);
       }
       const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x.a->scale[size_t(tok * nb + b)]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
+      const __m512i ints = _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));  // s1 is exactly 16x its sum
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), scale, acc[t]);
     }
   }
   for (size_t t = 0; t < T; ++t) _mm512_storeu_ps(x.y + (x.t0 + int64_t(t)) * x.out, acc[t]);
@@ -107,8 +110,8 @@ HWY_INLINE void TileQ8_0(const TileArgs& x) {
       __m512i s0 = _mm512_set1_epi32(x.a->sums[size_t(tok * nb + b)]);
       __m512i s1 = _mm512_setzero_si512();
       for (int k = 0; k < 8; k += 2) {
-        s0 = Dp(s0, w[k], Bcast4(ap + 4 * k));
-        s1 = Dp(s1, w[k + 1], Bcast4(ap + 4 * k + 4));
+        s0 = Dp(s0, w[k], ap + 4 * k);
+        s1 = Dp(s1, w[k + 1], ap + 4 * k + 4);
       }
       const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x.a->scale[size_t(tok * nb + b)]));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
@@ -149,8 +152,8 @@ HWY_INLINE void TileQ4_K(const TileArgs& x) {
         const int8_t* ap = x.a->codes.get() + (x.t0 + int64_t(t)) * cols + s * 256 + 64 * p;
         __m512i l = _mm512_setzero_si512(), h = _mm512_setzero_si512();
         for (int k = 0; k < 8; ++k) {
-          l = Dp(l, lo[k], Bcast4(ap + 4 * k));
-          h = Dp(h, hi[k], Bcast4(ap + 32 + 4 * k));
+          l = Dp(l, lo[k], ap + 4 * k);
+          h = Dp(h, hi[k], ap + 32 + 4 * k);
         }
         lo_total[t] = _mm512_add_epi32(lo_total[t], _mm512_mullo_epi32(l, sc_lo));
         hi_total[t] = _mm512_add_epi32(hi_total[t], _mm512_mullo_epi32(h, sc_hi));
