@@ -360,7 +360,27 @@ TEST(KernelsTest, ActivationQuantizersMatchReference) {
       for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "byte " << i << " block " << i / size_t(af.block_bytes);
     });
   }
-  EXPECT_FALSE(QuantizeActivations(DTypeOf<Q8_KFormat>(), x.data(), 1, 256, nullptr));
+  // Q8_K (blocks of 256): the rows above plus a block whose largest
+  // magnitude occurs with both signs (the first decides the scale's sign)
+  // and one of exact half-integer products (round half to even).
+  const DType q8k = DTypeOf<Q8_KFormat>();
+  std::vector<float> xk = RandomValues(rng, 256 * 6, 2.0f);
+  std::copy(x.begin(), x.end(), xk.begin());
+  for (int j = 0; j < 256; ++j) xk[size_t(512 + j)] = float((j * 37) % 101 - 50) * 0.01f;
+  xk[size_t(512 + 10)] = -0.75f, xk[size_t(512 + 200)] = 0.75f;
+  for (int j = 0; j < 256; ++j) xk[size_t(768 + j)] = float(j % 254 - 127) + 0.5f;  // x * -1 = ties k + 0.5
+  xk[size_t(768 + 3)] = 127.0f;                                                    // the max: iscale -1
+  for (int j = 0; j < 256; ++j) xk[size_t(1024 + j)] = 0.0f;
+  xk[size_t(1280 + 7)] = NAN;
+  const FormatInfo& kf = GetFormat(q8k);
+  std::vector<uint8_t> want_k(kf.RowBytes(int64_t(xk.size())));
+  kf.quantize(xk.data(), 1, int64_t(xk.size()), want_k.data(), nullptr);
+  ForEachTarget([&](const KernelTarget&) {
+    std::vector<uint8_t> got(want_k.size(), 0xAA);
+    ASSERT_TRUE(QuantizeActivations(q8k, xk.data(), 1, int64_t(xk.size()), got.data()));
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i], want_k[i]) << "q8_k byte " << i << " block " << i / size_t(kf.block_bytes);
+  });
 }
 
 // Edge blocks: all-zero weights (scale 0) and all-zero activations give 0;

@@ -1,4 +1,4 @@
-// Activation quantizers for the integer GEMMs: f32 rows to Q8_0 / Q8_1
+// Activation quantizers for the integer GEMMs: f32 rows to Q8_0 / Q8_1 / Q8_K
 // blocks, byte-identical to the reference quantizers in formats/ (kernels_test
 // checks every target), with Highway on every target. The reference's
 // per-element std::round made it most of a GEMV's fixed cost (40 us per 5632
@@ -88,6 +88,57 @@ void QuantizeRowsQ8(const float* x, int64_t rows, int64_t n, uint8_t* out, bool 
   }
 }
 
+// rows x n floats (n a multiple of 256) to Q8_K as QuantizeQ8K
+// (formats/ggml_kquants.cc): iscale = -127 / (the first element of largest
+// magnitude), q = min(127, round_half_even(iscale * x)), bsums of 16, d =
+// 1 / iscale; an all-zero block stays zero. Blocks with NaN or inf go to the
+// reference.
+void QuantizeRowsQ8K(const float* x, int64_t rows, int64_t n, uint8_t* out) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const size_t lanes = hn::Lanes(df);
+  const FormatInfo& reference = GetFormat(DTypeOf<Q8_KFormat>());
+  constexpr int64_t kBytes = int64_t(sizeof(Q8_KFormat::Block));
+  for (int64_t b = 0; b < rows * n / 256; ++b) {
+    const float* xb = x + 256 * b;
+    uint8_t* block = out + b * kBytes;
+    auto vmax = hn::Zero(df);
+    auto bad = hn::Lt(vmax, vmax);  // all false
+    for (size_t i = 0; i < 256; i += lanes) {
+      const auto a = hn::Abs(hn::LoadU(df, xb + i));
+      bad = hn::Or(bad, hn::Not(hn::Lt(a, hn::Set(df, INFINITY))));
+      vmax = hn::Max(vmax, a);
+    }
+    if (!hn::AllFalse(df, bad)) {
+      reference.quantize(xb, 1, 256, block, nullptr);
+      continue;
+    }
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    std::memset(block, 0, size_t(kBytes));
+    if (amax == 0.0f) continue;
+    int first = 0;
+    while (std::fabs(xb[first]) != amax) ++first;
+    const float iscale = -127.f / xb[first];
+    const auto vscale = hn::Set(df, iscale), hi = hn::Set(df, 127.0f);
+    int8_t* qs = reinterpret_cast<int8_t*>(block + 4);
+    int16_t bsums[16];
+    for (int j = 0; j < 16; ++j) {
+      auto sum = hn::Zero(di);
+      for (size_t i = 0; i < 16; i += lanes) {
+        const size_t k = size_t(16 * j) + i;
+        const auto q = hn::ConvertTo(di, hn::Min(hn::Round(hn::Mul(hn::LoadU(df, xb + k), vscale)), hi));
+        sum = hn::Add(sum, q);
+        hn::StoreU(hn::DemoteTo(d8, q), d8, qs + k);
+      }
+      bsums[j] = int16_t(hn::GetLane(hn::SumOfLanes(di, sum)));
+    }
+    const float d = 1 / iscale;
+    std::memcpy(block, &d, 4);
+    std::memcpy(block + 4 + 256, bsums, sizeof(bsums));
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace lowbit
 HWY_AFTER_NAMESPACE();
@@ -96,8 +147,13 @@ HWY_AFTER_NAMESPACE();
 namespace lowbit {
 
 HWY_EXPORT(QuantizeRowsQ8);
+HWY_EXPORT(QuantizeRowsQ8K);
 
 bool QuantizeActivations(DType act, const float* x, int64_t rows, int64_t n, uint8_t* out) {
+  if (act == DTypeOf<Q8_KFormat>()) {
+    HWY_DYNAMIC_DISPATCH(QuantizeRowsQ8K)(x, rows, n, out);
+    return true;
+  }
   const bool q8_0 = act == DTypeOf<Q8_0Format>(), q8_1 = act == DTypeOf<Q8_1Format>();
   if (!q8_0 && !q8_1) return false;
   HWY_DYNAMIC_DISPATCH(QuantizeRowsQ8)(x, rows, n, out, q8_1);
