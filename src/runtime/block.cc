@@ -51,14 +51,59 @@ void EmbedTokens(const ModelConfig& c, const WeightLookup& get, std::span<const 
   }
 }
 
-void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
-  const ModelConfig& c = *args.config;
-  const WeightLookup& get = *args.weights;
+namespace {
+
+// What every part of the block shares: the dimensions, the weight lookup, the
+// norms and the products with their hook and stop_after. n = tokens in this
+// batch, d = dim, q = n_heads * head_dim, kv = n_kv_heads * head_dim, f = ffn_dim.
+struct BlockOps {
+  BlockOps(const BlockContextArgs& args, int64_t n)
+      : a(args), c(*args.config), get(*args.weights), n(n), gpt2(c.arch == Arch::kGpt2), d(c.dim), hd(c.head_dim),
+        f(c.ffn_dim), q_dim(int64_t(c.n_heads) * hd), kv_dim(int64_t(c.n_kv_heads) * hd) {}
+
+  const TensorView& Tensor(const char* name) const { return get(fmt::format("blk.{}.{}", a.layer, name)); }
+
+  void Norm(const char* name, const float* in, float* dst) const {
+    const TensorView& w = get(fmt::format("blk.{}.{}.weight", a.layer, name));
+    if (gpt2)
+      LayerNorm(in, w, get(fmt::format("blk.{}.{}.bias", a.layer, name)), c.norm_eps, n, d, dst);
+    else
+      RmsNorm(in, w, c.norm_eps, n, d, dst);
+  }
+
+  // y (n, out) = x (n, in) @ W^T through the fast kernels, or the scalar
+  // references; returns true when the caller asked to stop after this input.
+  bool MatMul(const char* name, const float* in, float* y) const {
+    const TensorView& w = Tensor(name);
+    if (a.on_matmul_input != nullptr && *a.on_matmul_input) (*a.on_matmul_input)(w, in, n);
+    if (a.stop_after != nullptr && std::strcmp(a.stop_after, name) == 0) return true;
+    // W8A8 / LLM.int8() files: the weight's activation spec picks the int8
+    // kernels (a substituted weight of another type runs in float).
+    const auto act = c.activations.find(w.name);
+    if (act != c.activations.end() && IsW8A8Weight(w.type)) {
+      MatMulW8A8(w, ActQuantFor(act->second), in, n, y, *a.pool, a.reference);
+      return false;
+    }
+    lowbit::MatMul(w, in, n, y, *a.pool, a.reference);
+    return false;
+  }
+
+  const BlockContextArgs& a;
+  const ModelConfig& c;
+  const WeightLookup& get;
+  const int64_t n;
+  const bool gpt2;
+  const int64_t d, hd, f, q_dim, kv_dim;
+};
+
+}  // namespace
+
+bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, float* att_out) {
+  const BlockOps ops(args, n);
+  const ModelConfig& c = ops.c;
   ThreadPool& pool = *args.pool;
-  const int l = args.layer, pos0 = args.pos0;
-  const bool gpt2 = c.arch == Arch::kGpt2;
-  const int64_t d = c.dim, hd = c.head_dim, f = c.ffn_dim;
-  const int64_t q_dim = int64_t(c.n_heads) * hd, kv_dim = int64_t(c.n_kv_heads) * hd;
+  const int pos0 = args.pos0;
+  const int64_t d = ops.d, hd = ops.hd, q_dim = ops.q_dim, kv_dim = ops.kv_dim;
   const int group = c.n_heads / c.n_kv_heads;  // query heads per KV head
   float* kc = args.key_cache;    // (ctx, kv)
   float* vc = args.value_cache;  // (ctx, kv)
@@ -67,44 +112,14 @@ void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
   std::vector<float> q(size_t(n * q_dim));         // queries (n, q)
   std::vector<float> k(size_t(n * kv_dim));        // keys (n, kv)
   std::vector<float> v(size_t(n * kv_dim));        // values (n, kv)
-  std::vector<float> att_out(size_t(n * q_dim));   // attention output (n, q)
-  std::vector<float> proj(size_t(n * d));          // block output to add (n, d)
-  std::vector<float> h1(size_t(n * f));            // MLP hidden (n, f)
-  std::vector<float> h2(gpt2 ? 0 : size_t(n * f)); // SwiGLU up branch (n, f)
-
-  auto layer_tensor = [&](const char* name) -> const TensorView& { return get(fmt::format("blk.{}.{}", l, name)); };
-  auto norm = [&](const char* name, const float* in, float* dst) {
-    const TensorView& w = get(fmt::format("blk.{}.{}.weight", l, name));
-    if (gpt2)
-      LayerNorm(in, w, get(fmt::format("blk.{}.{}.bias", l, name)), c.norm_eps, n, d, dst);
-    else
-      RmsNorm(in, w, c.norm_eps, n, d, dst);
-  };
   const float att_scale = 1.0f / std::sqrt(float(hd));
-  // y (n, out) = x (n, in) @ W^T through the fast kernels, or the scalar
-  // references; returns true when the caller asked to stop after this input.
-  auto matmul = [&](const char* name, const float* in, float* y) {
-    const TensorView& w = layer_tensor(name);
-    if (args.on_matmul_input != nullptr && *args.on_matmul_input) (*args.on_matmul_input)(w, in, n);
-    if (args.stop_after != nullptr && std::strcmp(args.stop_after, name) == 0) return true;
-    // W8A8 / LLM.int8() files: the weight's activation spec picks the int8
-    // kernels (a substituted weight of another type runs in float).
-    const auto act = c.activations.find(w.name);
-    if (act != c.activations.end() && IsW8A8Weight(w.type)) {
-      MatMulW8A8(w, ActQuantFor(act->second), in, n, y, pool, args.reference);
-      return false;
-    }
-    MatMul(w, in, n, y, pool, args.reference);
-    return false;
-  };
 
-  // ---- attention ----
-  norm("attn_norm", x, xn.data());
-  if (gpt2) {
+  ops.Norm("attn_norm", x, xn.data());
+  if (ops.gpt2) {
     // Fused QKV: (n, 3d) = xn @ Wqkv^T + b, split into q, k, v.
     std::vector<float> qkv(size_t(n * 3 * d));
-    if (matmul("attn_qkv.weight", xn.data(), qkv.data())) return;
-    AddBias(layer_tensor("attn_qkv.bias"), n, qkv.data());
+    if (ops.MatMul("attn_qkv.weight", xn.data(), qkv.data())) return true;
+    AddBias(ops.Tensor("attn_qkv.bias"), n, qkv.data());
     for (int64_t t = 0; t < n; ++t) {
       const float* row = &qkv[size_t(t * 3 * d)];
       std::copy(row, row + d, &q[size_t(t * d)]);
@@ -112,13 +127,13 @@ void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
       std::copy(row + 2 * d, row + 3 * d, &v[size_t(t * d)]);
     }
   } else {
-    if (matmul("attn_q.weight", xn.data(), q.data())) return;
-    if (matmul("attn_k.weight", xn.data(), k.data())) return;
-    if (matmul("attn_v.weight", xn.data(), v.data())) return;
+    if (ops.MatMul("attn_q.weight", xn.data(), q.data())) return true;
+    if (ops.MatMul("attn_k.weight", xn.data(), k.data())) return true;
+    if (ops.MatMul("attn_v.weight", xn.data(), v.data())) return true;
     if (c.qkv_bias) {
-      AddBias(layer_tensor("attn_q.bias"), n, q.data());
-      AddBias(layer_tensor("attn_k.bias"), n, k.data());
-      AddBias(layer_tensor("attn_v.bias"), n, v.data());
+      AddBias(ops.Tensor("attn_q.bias"), n, q.data());
+      AddBias(ops.Tensor("attn_k.bias"), n, k.data());
+      AddBias(ops.Tensor("attn_v.bias"), n, v.data());
     }
     const bool interleaved = c.rope_style == RopeStyle::kInterleaved;
     for (int64_t t = 0; t < n; ++t) {
@@ -152,25 +167,54 @@ void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
       }
     }
   });
-  if (matmul("attn_output.weight", att_out.data(), proj.data())) return;
-  if (gpt2) AddBias(layer_tensor("attn_output.bias"), n, proj.data());
-  for (int64_t i = 0; i < n * d; ++i) x[i] += proj[size_t(i)];
+  return false;
+}
 
-  // ---- MLP ----
-  norm("ffn_norm", x, xn.data());
-  if (gpt2) {
-    if (matmul("ffn_up.weight", xn.data(), h1.data())) return;
-    AddBias(layer_tensor("ffn_up.bias"), n, h1.data());
-    for (float& e : h1) e = GeluTanh(e);
+bool BlockAttentionOutput(const BlockContextArgs& args, const float* att_out, int64_t n, float* x) {
+  const BlockOps ops(args, n);
+  std::vector<float> proj(size_t(n * ops.d));  // block output to add (n, d)
+  if (ops.MatMul("attn_output.weight", att_out, proj.data())) return true;
+  if (ops.gpt2) AddBias(ops.Tensor("attn_output.bias"), n, proj.data());
+  for (int64_t i = 0; i < n * ops.d; ++i) x[i] += proj[size_t(i)];
+  return false;
+}
+
+bool BlockMlpHidden(const BlockContextArgs& args, const float* x, int64_t n, float* h) {
+  const BlockOps ops(args, n);
+  const size_t hidden = size_t(n * ops.f);
+  std::vector<float> xn(size_t(n * ops.d));  // normed input (n, d)
+  ops.Norm("ffn_norm", x, xn.data());
+  if (ops.gpt2) {
+    if (ops.MatMul("ffn_up.weight", xn.data(), h)) return true;
+    AddBias(ops.Tensor("ffn_up.bias"), n, h);
+    for (size_t i = 0; i < hidden; ++i) h[i] = GeluTanh(h[i]);
   } else {
     // SwiGLU: h = silu(xn @ Wgate^T) * (xn @ Wup^T)
-    if (matmul("ffn_gate.weight", xn.data(), h2.data())) return;
-    if (matmul("ffn_up.weight", xn.data(), h1.data())) return;
-    for (size_t i = 0; i < h1.size(); ++i) h1[i] *= Silu(h2[i]);
+    std::vector<float> gate(hidden);  // (n, f)
+    if (ops.MatMul("ffn_gate.weight", xn.data(), gate.data())) return true;
+    if (ops.MatMul("ffn_up.weight", xn.data(), h)) return true;
+    for (size_t i = 0; i < hidden; ++i) h[i] *= Silu(gate[i]);
   }
-  if (matmul("ffn_down.weight", h1.data(), proj.data())) return;
-  if (gpt2) AddBias(layer_tensor("ffn_down.bias"), n, proj.data());
-  for (int64_t i = 0; i < n * d; ++i) x[i] += proj[size_t(i)];
+  return false;
+}
+
+bool BlockMlpOutput(const BlockContextArgs& args, const float* h, int64_t n, float* x) {
+  const BlockOps ops(args, n);
+  std::vector<float> proj(size_t(n * ops.d));  // block output to add (n, d)
+  if (ops.MatMul("ffn_down.weight", h, proj.data())) return true;
+  if (ops.gpt2) AddBias(ops.Tensor("ffn_down.bias"), n, proj.data());
+  for (int64_t i = 0; i < n * ops.d; ++i) x[i] += proj[size_t(i)];
+  return false;
+}
+
+void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
+  const ModelConfig& c = *args.config;
+  std::vector<float> att_out(size_t(n) * size_t(c.n_heads) * size_t(c.head_dim));  // attention output (n, q)
+  if (BlockAttention(args, x, n, att_out.data())) return;
+  if (BlockAttentionOutput(args, att_out.data(), n, x)) return;
+  std::vector<float> h(size_t(n) * size_t(c.ffn_dim));  // MLP hidden (n, f)
+  if (BlockMlpHidden(args, x, n, h.data())) return;
+  BlockMlpOutput(args, h.data(), n, x);
 }
 
 }  // namespace lowbit

@@ -50,6 +50,22 @@ struct BlockContextArgs {
 // caches at rows pos0 .. pos0 + n - 1; attention is causal over rows 0 .. pos0 + t.
 void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n);
 
+// ForwardBlock in four parts, for block-by-block quantization, which resumes
+// a block between them (keeping each part's output per sample) instead of
+// running it again from its input. ForwardBlock(args, x, n) is exactly
+//   BlockAttention(args, x, n, att);        // att (n, q) = attention of norm(x)'s q, k, v; caches written
+//   BlockAttentionOutput(args, att, n, x);  // x += att @ Wo^T (+ bias)
+//   BlockMlpHidden(args, x, n, h);          // h (n, f) = silu(norm(x) @ Wgate^T) * (norm(x) @ Wup^T),
+//                                           //   GPT-2: gelu(norm(x) @ Wup^T + b)
+//   BlockMlpOutput(args, h, n, x);          // x += h @ Wdown^T (+ bias)
+// with q = n_heads * head_dim, f = ffn_dim. Each part calls on_matmul_input
+// before its products and returns true when it stopped at stop_after (its
+// output is then incomplete).
+bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, float* att_out);
+bool BlockAttentionOutput(const BlockContextArgs& args, const float* att_out, int64_t n, float* x);
+bool BlockMlpHidden(const BlockContextArgs& args, const float* x, int64_t n, float* h);
+bool BlockMlpOutput(const BlockContextArgs& args, const float* h, int64_t n, float* x);
+
 // x (n, d) = token embeddings of `tokens` (+ learned positions from pos0 for GPT-2).
 void EmbedTokens(const ModelConfig& config, const WeightLookup& weights, std::span<const int32_t> tokens, int pos0,
                  float* x);
