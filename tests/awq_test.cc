@@ -253,6 +253,18 @@ class TestBlock final : public BlockContext {
   void Forward(const MatMulInputFn& on_input, const char* stop_after) override {
     Run(on_input, stop_after);
   }
+  // Not resumed (the engine's is): group g's input from a forward from the block input.
+  void ForwardGroup(size_t g, const MatMulInputFn& on_input) override {
+    const std::vector<std::string>& members = groups_.at(g);
+    const std::string stop = members.front().substr(members.front().find('.', 4) + 1);
+    Run(
+        [&](const std::string& name, const float* x, int64_t n) {
+          if (name != members.front()) return;
+          for (const std::string& m : members)
+            if (Has(m)) on_input(m, x, n);
+        },
+        stop.c_str());
+  }
 
   // The block's output for every sample, concatenated.
   std::vector<float> Output() { return Run(nullptr, nullptr); }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -23,7 +24,9 @@
 #include "model/model.h"
 #include "quant/importance.h"
 #include "quant/layerwise.h"
+#include "quant/method.h"
 #include "quant/pipeline.h"
+#include "quant/recipe.h"
 #include "runtime/session.h"
 #include "test_util.h"
 
@@ -276,6 +279,118 @@ TEST(Layerwise, GptqQ4KBeatsImatrixAndLlamaCpp) {
               (unsigned long long)llama_bytes, k_llama, k_imatrix, k_gptq);
   EXPECT_LT(k_gptq, k_imatrix);
   EXPECT_LT(k_gptq, k_llama);
+}
+
+// A stage that encodes each true-sequential group in its planned format and
+// records the input each group's first member sees, either through
+// ForwardGroup (the block resumed part by part, as GPTQ runs it) or through
+// Forward from the block input. `leave_float`: members planned in a float
+// type are left to the base method (ForwardGroup must then encode them before
+// a later group reads them, as the full forward path does when the stage
+// encodes them itself).
+class RecordingStage final : public BlockStage {
+ public:
+  RecordingStage(bool resumed, std::map<std::string, std::vector<float>>* inputs)
+      : resumed_(resumed), inputs_(inputs) {}
+  std::string_view name() const override { return resumed_ ? "resumed" : "full"; }
+  void ProcessBlock(BlockContext& block) override {
+    const std::vector<std::vector<std::string>>& groups = block.groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const std::string& first = groups[g].front();
+      if (!block.Has(first)) continue;
+      std::vector<float>& seen = (*inputs_)[first];
+      const int64_t width = block.Shape(first).back();
+      int calls = 0;
+      const MatMulInputFn record = [&](const std::string& name, const float* x, int64_t n) {
+        ++calls;
+        if (name == first) seen.insert(seen.end(), x, x + n * width);
+      };
+      if (resumed_)
+        block.ForwardGroup(g, record);
+      else
+        block.Forward(record, first.substr(first.find('.', 4) + 1).c_str());
+      EXPECT_GT(calls, 0) << first;
+      for (const std::string& name : groups[g]) {
+        if (!block.Has(name) || !block.Quantized(name)) continue;
+        const FormatInfo& f = block.Format(name);
+        const bool is_float = f.name == "f32" || f.name == "f16" || f.name == "bf16";
+        if (resumed_ && is_float) continue;  // the base method's, when part g is run
+        const std::vector<int64_t>& shape = block.Shape(name);
+        std::vector<uint8_t> bytes(size_t(shape[0]) * f.RowBytes(shape[1]));
+        f.quantize(block.Weight(name).data(), shape[0], shape[1], bytes.data(), nullptr);
+        block.SetEncoded(name, std::move(bytes));
+      }
+    }
+  }
+
+ private:
+  bool resumed_;
+  std::map<std::string, std::vector<float>>* inputs_;
+};
+
+// The resumed block (ForwardGroup, then the engine finishing the block from
+// where it stopped) sees every group's input, writes every tensor and
+// measures every reconstruction error bit for bit as running the block from
+// its input for each group and once more at the end does; on Llama (GQA,
+// a float-planned member left to the base method) and, when present, the HF
+// Llama and GPT-2 models.
+TEST(Layerwise, ResumedForwardEqualsFullForwards) {
+  LOWBIT_REQUIRE_SHARED(kTiny);
+  LOWBIT_REQUIRE_SHARED(kStories);
+  LOWBIT_REQUIRE_SHARED(kTinyStories);
+  const std::string text = ReadFileToString(SharedPath(kTinyStories)).substr(0, 100000);
+  std::vector<std::string> models = {SharedPath(kTiny), SharedPath(kStories)};
+  const auto hf = std::filesystem::path(LOWBIT_BINARY).parent_path() / "tests" / "hf_models";
+  if (std::filesystem::exists(hf / "DONE")) {
+    models.push_back((hf / "llama").string());
+    models.push_back((hf / "gpt2").string());
+  }
+  for (const std::string& path : models) {
+    SCOPED_TRACE(path);
+    const auto model = LoadModel(path);
+    RecipeOptions ro;
+    ro.format = "q4_0";
+    ro.pure = true;
+    if (model->config.arch != Arch::kGpt2) ro.tensor_types = {{"attn_k", "f16"}};
+    const Recipe recipe = PlanModelRecipe(*model, ro);
+    ThreadPool pool(2);
+    const std::unique_ptr<QuantMethod> rtn = MakeQuantMethod("rtn", &pool);
+    const auto samples = SampleCalibration(*model->tokenizer, text, 3, 48, 0, "text");
+    std::map<std::string, std::vector<float>> inputs[2];
+    std::map<std::string, LayerwiseTensor> results[2];
+    for (int resumed = 0; resumed < 2; ++resumed) {
+      LayerwiseQuantizer::Args args;
+      args.model = model.get();
+      args.recipe = &recipe;
+      args.importance.assign(recipe.tensors.size(), nullptr);
+      args.base = rtn.get();
+      args.stages.push_back(std::make_unique<RecordingStage>(resumed == 1, &inputs[resumed]));
+      args.samples = samples;
+      args.pool = &pool;
+      args.recon_rows = 64;
+      args.log = false;
+      LayerwiseQuantizer engine(std::move(args));
+      for (const TensorPlan& t : recipe.tensors) {
+        LayerwiseTensor out;
+        if (engine.Take(t.name, &out)) results[resumed].emplace(t.name, std::move(out));
+      }
+    }
+    EXPECT_EQ(inputs[0].size(), size_t(4 * model->config.n_layers));
+    for (const auto& [name, x] : inputs[0]) {
+      ASSERT_EQ(inputs[1].count(name), 1u) << name;
+      EXPECT_EQ(x.size(), size_t(samples.size() * samples[0].size()) * size_t(model->Get(name).RowLength()));
+      EXPECT_TRUE(x == inputs[1].at(name)) << name << ": the resumed forward sees another input";
+    }
+    ASSERT_EQ(results[0].size(), results[1].size());
+    int errors = 0;
+    for (const auto& [name, a] : results[0]) {
+      const LayerwiseTensor& b = results[1].at(name);
+      EXPECT_TRUE(a.bytes == b.bytes) << name;
+      EXPECT_EQ(a.recon_error, b.recon_error) << name;
+      errors += a.recon_error >= 0;
+    }
+    EXPECT_EQ(errors, 7 * model->config.n_layers - (model->config.arch == Arch::kGpt2 ? 3 * model->config.n_layers : 0));
+  }
 }
 
 TEST(Layerwise, BadInputThroughTheBinary) {

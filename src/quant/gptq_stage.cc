@@ -1,7 +1,7 @@
-// GPTQ as a block stage (quant/layerwise.h): per true-sequential group, one
-// Forward accumulates the Hessian of the group's shared input, then every
-// quantized member goes through GptqQuantize (quant/gptq.h) into its planned
-// format. Later groups see the earlier groups' quantized weights, as GPTQ's
+// GPTQ as a block stage (quant/layerwise.h): per true-sequential group, the
+// block's resumed forward (BlockContext::ForwardGroup) gives the group's
+// shared input, whose Hessian is accumulated once, then every quantized
+// member goes through GptqQuantize (quant/gptq.h) into its planned format. Later groups see the earlier groups' quantized weights, as GPTQ's
 // true-sequential mode does.
 //
 // H = 2/N sum_t x_t x_t^T is accumulated by cblas_ssyrk over batches of
@@ -100,7 +100,9 @@ class GptqStage final : public BlockStage {
   void ProcessBlock(BlockContext& block) override {
     LayerwiseTimings local;
     LayerwiseTimings& tm = timings_ != nullptr ? *timings_ : local;
-    for (const std::vector<std::string>& group : block.groups()) {
+    const std::vector<std::vector<std::string>>& groups = block.groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const std::vector<std::string>& group = groups[g];
       std::vector<std::string> members;
       for (const std::string& name : group)
         if (block.Has(name) && block.Quantized(name) && !block.Encoded(name) && !IsFloatFormat(block.Format(name)))
@@ -113,15 +115,14 @@ class GptqStage final : public BlockStage {
       HessianAccumulator acc(n);
       double hessian_s = 0;
       const double forward_before = tm.stage_forward_s;
-      const std::string stop = members.back().substr(members.back().find('.', 4) + 1);
-      block.Forward(
-          [&](const std::string& name, const float* x, int64_t rows) {
-            if (name != first) return;
-            const auto t0 = Clock::now();
-            acc.Add(x, rows);
-            hessian_s += Since(t0);
-          },
-          stop.c_str());
+      // The block resumes from where the previous group's forward stopped
+      // (that group is encoded by now), so a block costs about one forward.
+      block.ForwardGroup(g, [&](const std::string& name, const float* x, int64_t rows) {
+        if (name != first) return;
+        const auto t0 = Clock::now();
+        acc.Add(x, rows);
+        hessian_s += Since(t0);
+      });
       tm.gptq_forward_s += tm.stage_forward_s - forward_before;
       auto t0 = Clock::now();
       const int64_t rows_seen = acc.rows();

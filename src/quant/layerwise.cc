@@ -125,6 +125,14 @@ struct BlockTensor {
   bool encoded = false;
   std::vector<uint8_t> bytes;
   int64_t zeros = 0;
+  bool finalized = false;  // step 3 done for it: what the forward with quantized weights reads
+};
+
+// Rows of one linear's inputs gathered during the forward with quantized
+// weights, for its reconstruction error.
+struct ReconInput {
+  int64_t n = 0;
+  std::vector<float> rows;  // (m, n)
 };
 
 }  // namespace
@@ -135,6 +143,8 @@ struct LayerwiseQuantizer::Impl {
   int samples = 0, seq_len = 0;
   int64_t dim = 0;
   std::vector<float> x;           // (samples * seq_len, dim): the residual stream entering block next_layer
+  std::vector<float> mid;         // (samples * seq_len, max(q, ffn)): a resumed block's attention output or
+                                  // MLP hidden state (BlockContext::ForwardGroup), allocated on first use
   std::vector<float> key_cache;   // (seq_len, kv) scratch
   std::vector<float> value_cache;
   int next_layer = 0;
@@ -150,6 +160,12 @@ struct LayerwiseQuantizer::Impl {
 
 namespace {
 
+// Whether a block tensor still equals its source (no stage touched it).
+bool SameAsSource(const BlockTensor& t) {
+  const std::vector<float> src = ToF32(*t.source);
+  return src.size() == t.f32.size() && std::memcmp(src.data(), t.f32.data(), src.size() * sizeof(float)) == 0;
+}
+
 class Block final : public BlockContext {
  public:
   Block(LayerwiseQuantizer::Impl& e, int layer)
@@ -163,6 +179,13 @@ class Block final : public BlockContext {
       t.source = &v;
       t.plan = it->second;
     }
+    // The quantized linears' inputs are subsampled for their reconstruction
+    // errors: recon_rows rows over all samples, evenly spaced in each window.
+    per_sample_ = std::clamp<int64_t>((e.a.recon_rows + e.samples - 1) / std::max(1, e.samples), 1,
+                                      int64_t(e.seq_len));
+    for (const auto& group : groups_)
+      for (const std::string& name : group)
+        if (Has(name) && Quantized(name)) recon_[name].n = Shape(name).back();
   }
 
   const ModelConfig& config() const override { return e_.a.model->config; }
@@ -177,6 +200,8 @@ class Block final : public BlockContext {
   const float* Importance(const std::string& name) const override { return e_.a.importance[Get(name).plan]; }
 
   void Forward(const MatMulInputFn& on_input, const char* stop_after) override {
+    if (parts_done_ > 1)
+      Fail("internal error: block {}: Forward after ForwardGroup has overwritten the block's input", layer_);
     const auto t0 = Clock::now();
     double hook_s = 0;
     MatMulInputHook hook = [&](const TensorView& w, const float* x, int64_t n) {
@@ -188,9 +213,32 @@ class Block final : public BlockContext {
     e_.T().stage_forward_s += Since(t0) - hook_s;
   }
 
+  void ForwardGroup(size_t g, const MatMulInputFn& on_input) override {
+    if (groups_.size() != kParts || g >= kParts || int(g) < parts_done_ || !Has(groups_[g].front()))
+      Fail("internal error: block {}: ForwardGroup({}) after {} parts", layer_, g, parts_done_);
+    const auto t0 = Clock::now();
+    const double gather_before = gather_s_;
+    AdvanceTo(int(g));
+    // Group g's input only: stop at its first product (its members share
+    // that input) and hand the input to every member.
+    double hook_s = 0;
+    const std::vector<std::string>& members = groups_[g];
+    MatMulInputHook hook = [&](const TensorView&, const float* x, int64_t n) {
+      const auto h0 = Clock::now();
+      for (const std::string& name : members)
+        if (Has(name)) on_input(name, x, n);
+      hook_s += Since(h0);
+    };
+    const std::string& first = members.front();
+    const std::string stop = first.substr(first.find('.', 4) + 1);  // "attn_q.weight"
+    RunPart(int(g), &hook, stop.c_str(), &members);
+    e_.T().stage_forward_s += Since(t0) - hook_s - (gather_s_ - gather_before);
+  }
+
   void SetEncoded(const std::string& name, std::vector<uint8_t> bytes) override {
     BlockTensor& t = Get(name);
     const TensorPlan& p = e_.a.recipe->tensors[t.plan];
+    if (t.finalized) Fail("internal error: '{}' set after the forward with quantized weights read it", name);
     if (bytes.size() != size_t(p.rows()) * p.format->RowBytes(p.row_length()))
       Fail("internal error: {} bytes set for '{}' in {}, expected {}", bytes.size(), name, p.format->name,
            size_t(p.rows()) * p.format->RowBytes(p.row_length()));
@@ -205,55 +253,54 @@ class Block final : public BlockContext {
     e_.notes.push_back(std::move(line));
   }
 
-  // Runs the block over every sample. In place: the stored activations become
-  // the block's output (the next block's input); otherwise each sample is
-  // copied into a scratch buffer first.
-  void Run(const MatMulInputHook* hook, const char* stop_after, bool in_place) {
-    std::map<std::string, TensorView> views;
-    for (auto& [name, t] : tensors_) {
-      const TensorPlan& p = e_.a.recipe->tensors[t.plan];
-      TensorView v;
-      v.name = name;
-      v.shape = t.source->shape;
-      if (t.encoded) {
-        v.type = p.format->id;
-        v.data = t.bytes.data();
-        v.bytes = t.bytes.size();
-      } else {
-        Load(name);
-        v.type = DType::kF32;
-        v.data = t.f32.data();
-        v.bytes = t.f32.size() * sizeof(float);
-      }
-      views.emplace(name, std::move(v));
+  // Step 3 for one tensor: a quantized tensor no stage encoded gets the base
+  // method's encoding; a float tensor a stage changed (or pruning zeroed) is
+  // re-encoded in its own type. From then on it is what the forward with
+  // quantized weights reads and what the writer gets.
+  void Finalize(const std::string& name) {
+    BlockTensor& t = Get(name);
+    if (t.finalized) return;
+    const auto t0 = Clock::now();
+    const TensorPlan& p = e_.a.recipe->tensors[t.plan];
+    const int64_t rows = p.rows(), n = p.row_length();
+    if (t.loaded)
+      for (size_t i = 0; i < t.f32.size(); ++i)
+        if (!std::isfinite(t.f32[i]))
+          Fail("quantize: the {} stage left a non-finite value ({}) in '{}' (element {}); nothing was written",
+               stage_, t.f32[i], name, i);
+    if (p.quantize && !t.encoded) {
+      Load(name);
+      std::vector<uint8_t> bytes(size_t(rows) * p.format->RowBytes(n));
+      e_.a.base->QuantizeTensor(name, t.f32.data(), rows, n, *p.format, e_.a.importance[t.plan], bytes.data());
+      t.bytes = std::move(bytes);
+      t.encoded = true;
+    } else if (!p.quantize && t.loaded && (t.zeros > 0 || !SameAsSource(t))) {
+      std::vector<uint8_t> bytes(size_t(rows) * p.format->RowBytes(n));
+      p.format->quantize(t.f32.data(), rows, n, bytes.data(), nullptr);
+      t.bytes = std::move(bytes);
+      t.encoded = true;
     }
-    const Model& model = *e_.a.model;
-    WeightLookup lookup = [&views, &model](const std::string& name) -> const TensorView& {
-      auto it = views.find(name);
-      return it != views.end() ? it->second : model.Get(name);
-    };
-    BlockContextArgs args;
-    args.config = &model.config;
-    args.weights = &lookup;
-    args.pool = e_.a.pool;
-    args.layer = layer_;
-    args.pos0 = 0;
-    args.key_cache = e_.key_cache.data();
-    args.value_cache = e_.value_cache.data();
-    args.on_matmul_input = hook;
-    args.stop_after = stop_after;
-    const int64_t T = e_.seq_len, d = e_.dim;
-    std::vector<float> scratch(in_place ? 0 : size_t(T * d));  // (seq_len, dim)
-    for (int s = 0; s < e_.samples; ++s) {
-      ThrowIfInterrupted();
-      float* xs = &e_.x[size_t(s) * size_t(T * d)];
-      if (!in_place) {
-        std::copy(xs, xs + T * d, scratch.begin());
-        xs = scratch.data();
-      }
-      ForwardBlock(args, xs, T);
-    }
+    t.finalized = true;
+    e_.T().base_s += Since(t0);
   }
+
+  // Step 4: the forward with every encoding in place, from the block's input
+  // or from where ForwardGroup stopped, into the stored activations (the
+  // next block's input), gathering the quantized linears' input rows.
+  void FinishForward() {
+    const auto t0 = Clock::now();
+    const double gather_before = gather_s_;
+    if (parts_done_ > 0 || resumed_) {
+      AdvanceTo(int(kParts));
+    } else {
+      MatMulInputHook hook = [this](const TensorView& w, const float* x, int64_t n) { Gather(w, x, n); };
+      Run(&hook, nullptr, /*in_place=*/true);
+    }
+    e_.T().final_forward_s += Since(t0) - (gather_s_ - gather_before);
+  }
+
+  std::map<std::string, ReconInput>& recon() { return recon_; }
+  void SetStage(std::string_view stage) { stage_ = std::string(stage); }
 
   BlockTensor& Load(const std::string& name) {
     BlockTensor& t = Get(name);
@@ -286,23 +333,132 @@ class Block final : public BlockContext {
   std::map<std::string, BlockTensor>& tensors() { return tensors_; }
 
  private:
+  // The parts of runtime/block.h, in order; part g holds true-sequential group g's products.
+  static constexpr size_t kParts = 4;
+
+  // The view a forward reads for a block tensor: its encoding, else its f32 values.
+  const TensorView& ViewOf(const std::string& name) {
+    BlockTensor& t = Get(name);
+    const TensorPlan& p = e_.a.recipe->tensors[t.plan];
+    TensorView& v = views_[name];
+    v.name = name;
+    v.shape = t.source->shape;
+    if (t.encoded) {
+      v.type = p.format->id;
+      v.data = t.bytes.data();
+      v.bytes = t.bytes.size();
+    } else {
+      Load(name);
+      v.type = DType::kF32;
+      v.data = t.f32.data();
+      v.bytes = t.f32.size() * sizeof(float);
+    }
+    return v;
+  }
+
+  BlockContextArgs Args(const WeightLookup* lookup, const MatMulInputHook* hook, const char* stop_after) {
+    BlockContextArgs args;
+    args.config = &e_.a.model->config;
+    args.weights = lookup;
+    args.pool = e_.a.pool;
+    args.layer = layer_;
+    args.pos0 = 0;
+    args.key_cache = e_.key_cache.data();
+    args.value_cache = e_.value_cache.data();
+    args.on_matmul_input = hook;
+    args.stop_after = stop_after;
+    return args;
+  }
+
+  // Runs the whole block over every sample. In place: the stored activations
+  // become the block's output (the next block's input); otherwise each sample
+  // is copied into a scratch buffer first.
+  void Run(const MatMulInputHook* hook, const char* stop_after, bool in_place) {
+    for (auto& [name, t] : tensors_) ViewOf(name);
+    const Model& model = *e_.a.model;
+    WeightLookup lookup = [this, &model](const std::string& name) -> const TensorView& {
+      auto it = views_.find(name);
+      return it != views_.end() ? it->second : model.Get(name);
+    };
+    const BlockContextArgs args = Args(&lookup, hook, stop_after);
+    const int64_t T = e_.seq_len, d = e_.dim;
+    std::vector<float> scratch(in_place ? 0 : size_t(T * d));  // (seq_len, dim)
+    for (int s = 0; s < e_.samples; ++s) {
+      ThrowIfInterrupted();
+      float* xs = &e_.x[size_t(s) * size_t(T * d)];
+      if (!in_place) {
+        std::copy(xs, xs + T * d, scratch.begin());
+        xs = scratch.data();
+      }
+      ForwardBlock(args, xs, T);
+    }
+  }
+
+  // Runs part `part` of the block over every sample, from and into the kept
+  // state: the stored activations x (block input; after part 1 the stream
+  // after attention; after part 3 the block output) and e_.mid (part 0's
+  // attention output, part 2's MLP hidden state). Every block tensor it reads
+  // is finalized first, except `unfinished` (the members of the group whose
+  // input a stopped run captures).
+  void RunPart(int part, const MatMulInputHook* hook, const char* stop_after,
+               const std::vector<std::string>* unfinished) {
+    resumed_ = true;
+    const ModelConfig& c = e_.a.model->config;
+    const int64_t T = e_.seq_len, d = e_.dim;
+    const int64_t mid_width = std::max<int64_t>(int64_t(c.n_heads) * c.head_dim, c.ffn_dim);
+    if (e_.mid.empty()) e_.mid.assign(size_t(e_.samples) * size_t(T) * size_t(mid_width), 0.0f);
+    const Model& model = *e_.a.model;
+    WeightLookup lookup = [this, &model, unfinished](const std::string& name) -> const TensorView& {
+      if (!Has(name)) return model.Get(name);
+      if (unfinished == nullptr ||
+          std::find(unfinished->begin(), unfinished->end(), name) == unfinished->end())
+        Finalize(name);
+      return ViewOf(name);
+    };
+    const BlockContextArgs args = Args(&lookup, hook, stop_after);
+    for (int s = 0; s < e_.samples; ++s) {
+      ThrowIfInterrupted();
+      float* xs = &e_.x[size_t(s) * size_t(T * d)];
+      float* ms = &e_.mid[size_t(s) * size_t(T * mid_width)];
+      switch (part) {
+        case 0: BlockAttention(args, xs, T, ms); break;
+        case 1: BlockAttentionOutput(args, ms, T, xs); break;
+        case 2: BlockMlpHidden(args, xs, T, ms); break;
+        default: BlockMlpOutput(args, ms, T, xs); break;
+      }
+    }
+  }
+
+  // Runs the parts before `part` that have not run yet, in full, gathering
+  // the quantized linears' inputs for their reconstruction errors.
+  void AdvanceTo(int part) {
+    MatMulInputHook hook = [this](const TensorView& w, const float* x, int64_t n) { Gather(w, x, n); };
+    for (; parts_done_ < part; ++parts_done_) RunPart(parts_done_, &hook, nullptr, nullptr);
+  }
+
+  void Gather(const TensorView& w, const float* x, int64_t n) {
+    auto it = recon_.find(w.name);
+    if (it == recon_.end()) return;
+    const auto h0 = Clock::now();
+    ReconInput& r = it->second;
+    for (int64_t i = 0; i < per_sample_; ++i) {
+      const int64_t t = i * n / per_sample_;
+      r.rows.insert(r.rows.end(), x + t * r.n, x + (t + 1) * r.n);
+    }
+    gather_s_ += Since(h0);
+  }
+
   LayerwiseQuantizer::Impl& e_;
   int layer_;
   std::vector<std::vector<std::string>> groups_;
   std::map<std::string, BlockTensor> tensors_;
-};
-
-// Whether a block tensor still equals its source (no stage touched it).
-bool SameAsSource(const BlockTensor& t) {
-  const std::vector<float> src = ToF32(*t.source);
-  return src.size() == t.f32.size() && std::memcmp(src.data(), t.f32.data(), src.size() * sizeof(float)) == 0;
-}
-
-// Rows of one linear's inputs gathered during the final forward, for its
-// reconstruction error.
-struct ReconInput {
-  int64_t n = 0;
-  std::vector<float> rows;  // (m, n)
+  std::map<std::string, TensorView> views_;  // ViewOf's views (stable addresses)
+  int parts_done_ = 0;     // parts run in full by ForwardGroup / FinishForward
+  bool resumed_ = false;   // ForwardGroup has run: the block finishes part by part
+  int64_t per_sample_ = 1;
+  std::map<std::string, ReconInput> recon_;
+  double gather_s_ = 0;
+  std::string stage_;  // the stage running now, for messages
 };
 
 }  // namespace
@@ -334,6 +490,7 @@ void LayerwiseQuantizer::Impl::RunLayer(int layer) {
   // 1-2. The stages, in order.
   const auto t_stages = Clock::now();
   for (const std::unique_ptr<BlockStage>& stage : a.stages) {
+    block.SetStage(stage->name());
     stage->ProcessBlock(block);
     for (auto& [name, t] : block.tensors())
       if (t.loaded)
@@ -345,51 +502,17 @@ void LayerwiseQuantizer::Impl::RunLayer(int layer) {
   T().stages_s += Since(t_stages);
 
   // 3. The base method for every quantized tensor no stage encoded; changed
-  // float tensors (folded norms, pruned --keep tensors) re-encoded in their format.
-  const auto t_base = Clock::now();
+  // float tensors (folded norms, pruned --keep tensors) re-encoded in their
+  // format (those a resumed forward has read already are done).
   std::map<std::string, bool> changed;
   for (auto& [name, t] : block.tensors()) {
-    const TensorPlan& p = a.recipe->tensors[t.plan];
-    const int64_t rows = p.rows(), n = p.row_length();
-    if (p.quantize && !t.encoded) {
-      block.Load(name);
-      std::vector<uint8_t> bytes(size_t(rows) * p.format->RowBytes(n));
-      a.base->QuantizeTensor(name, t.f32.data(), rows, n, *p.format, a.importance[t.plan], bytes.data());
-      t.bytes = std::move(bytes);
-      t.encoded = true;
-    } else if (!p.quantize && t.loaded && (t.zeros > 0 || !SameAsSource(t))) {
-      std::vector<uint8_t> bytes(size_t(rows) * p.format->RowBytes(n));
-      p.format->quantize(t.f32.data(), rows, n, bytes.data(), nullptr);
-      t.bytes = std::move(bytes);
-      t.encoded = true;
-    }
+    block.Finalize(name);
     changed[name] = t.encoded;
   }
-  T().base_s += Since(t_base);
 
-  // 4. The final forward with every encoding in place: the next block's
-  // input; the quantized linears' inputs are subsampled for their errors.
-  const auto t_fwd = Clock::now();
-  const int64_t per_sample =
-      std::clamp<int64_t>((a.recon_rows + samples - 1) / std::max(1, samples), 1, int64_t(seq_len));
-  std::map<std::string, ReconInput> recon;
-  for (const auto& group : block.groups())
-    for (const std::string& name : group)
-      if (block.Has(name) && block.Quantized(name)) recon[name].n = block.Shape(name).back();
-  double gather_s = 0;
-  MatMulInputHook hook = [&](const TensorView& w, const float* xin, int64_t n) {
-    auto it = recon.find(w.name);
-    if (it == recon.end()) return;
-    const auto h0 = Clock::now();
-    ReconInput& r = it->second;
-    for (int64_t i = 0; i < per_sample; ++i) {
-      const int64_t t = i * n / per_sample;
-      r.rows.insert(r.rows.end(), xin + t * r.n, xin + (t + 1) * r.n);
-    }
-    gather_s += Since(h0);
-  };
-  block.Run(&hook, nullptr, /*in_place=*/true);
-  T().final_forward_s += Since(t_fwd) - gather_s;
+  // 4. The forward with every encoding in place: the next block's input; the
+  // quantized linears' inputs are subsampled for their errors.
+  block.FinishForward();
   for (float v : x)
     if (!std::isfinite(v))
       Fail("quantize: block {} with quantized weights produces non-finite activations; nothing was written", layer);
@@ -397,7 +520,7 @@ void LayerwiseQuantizer::Impl::RunLayer(int layer) {
   // Reconstruction error ||X W^T - X Q^T||^2 / ||X W^T||^2 on the gathered rows.
   const auto t_recon = Clock::now();
   std::map<std::string, double> errors;
-  for (auto& [name, r] : recon) {
+  for (auto& [name, r] : block.recon()) {
     BlockTensor& t = block.Get(name);
     const TensorPlan& p = a.recipe->tensors[t.plan];
     const int64_t rows = p.rows(), n = r.n, m = int64_t(r.rows.size()) / n;

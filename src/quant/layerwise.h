@@ -12,9 +12,12 @@
 //   4. the block runs once more with the quantized weights (the runtime's own
 //      kernels) to produce the next block's input, and each linear's
 //      reconstruction error ||W X - Q(W) X||^2 / ||W X||^2 is measured on the
-//      inputs it sees there (W: the stage-transformed f32 weights).
-// Memory stays near one block's f32 tensors plus two copies of the
-// calibration activations, never a second copy of the model.
+//      inputs it sees there (W: the stage-transformed f32 weights). A stage
+//      that quantizes group by group (GPTQ, ForwardGroup) has already run
+//      most of that forward: the rest of it continues from where it stopped.
+// Memory stays near one block's f32 tensors plus the calibration activations
+// (and, with ForwardGroup, one part's output per sample: the MLP hidden
+// state, ffn_dim / dim times their size), never a second copy of the model.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +69,21 @@ class BlockContext {
   // block's stored input activations are not changed.
   virtual void Forward(const MatMulInputFn& on_input, const char* stop_after = nullptr) = 0;
 
+  // The input of true-sequential group g (groups()[g]) for a stage that
+  // finishes the groups in order (GPTQ): on_input sees the group's one input
+  // once per member present, one sample at a time as in Forward. Instead of
+  // running the block from its input for every group, the block is resumed:
+  // the parts before group g (runtime/block.h: attention, attention output,
+  // MLP hidden, MLP output) run once over every sample, each with every
+  // tensor it reads in its final form (its SetEncoded bytes, else the base
+  // method's encoding, made now; a changed float tensor re-encoded), and keep
+  // their outputs per sample; the last part's output is the block's output,
+  // so the engine needs no forward of its own afterwards. Group g's members
+  // are read as they are now. g must not decrease. Once a group past the
+  // first two has been reached, the block's input is gone: Forward may not be
+  // called again, and no tensor of an earlier group may change.
+  virtual void ForwardGroup(size_t g, const MatMulInputFn& on_input) = 0;
+
   // Sets a tensor's final bytes (rows * Format(name).RowBytes(n)); from then
   // on Forward uses them.
   virtual void SetEncoded(const std::string& name, std::vector<uint8_t> bytes) = 0;
@@ -116,13 +134,14 @@ std::string MethodSpecHelp();
 struct LayerwiseTimings {
   double embed_s = 0;
   double load_s = 0;           // decoding the source's block tensors to f32
-  double stage_forward_s = 0;  // the stages' Forward calls, less their hooks' own work
+  double stage_forward_s = 0;  // the stages' Forward / ForwardGroup calls, less their hooks' own work
   double hessian_s = 0;        // GPTQ: accumulating H (ssyrk + adds)
   double cholesky_s = 0;       // GPTQ: dampening, Cholesky, inverse
   double sweep_s = 0;          // GPTQ: column sweep and lazy batch updates
   double gptq_forward_s = 0;   // GPTQ: its capture forwards, less the Hessian work
   double base_s = 0;           // the base method's encodings
-  double final_forward_s = 0;  // the forward with quantized weights (next block's input)
+  double final_forward_s = 0;  // the forward with quantized weights (next block's input), or the
+                               // part of it ForwardGroup left
   double recon_s = 0;          // reconstruction-error products
   double stages_s = 0;         // every stage, end to end
   int gptq_damp_retries = 0;
@@ -130,10 +149,10 @@ struct LayerwiseTimings {
   int gptq_linears = 0;
 };
 
-// GPTQ as a block stage: per true-sequential group, one Forward (stopping
-// after the group's last member) accumulates H = 2/N sum x x^T once per
-// distinct input, then every quantized member is GptqQuantize'd into its
-// planned format and SetEncoded. Timings are added to *timings (may be null).
+// GPTQ as a block stage: per true-sequential group, ForwardGroup gives the
+// group's input, from which H = 2/N sum x x^T is accumulated once, then
+// every quantized member is GptqQuantize'd into its planned format and
+// SetEncoded. Timings are added to *timings (may be null).
 std::unique_ptr<BlockStage> MakeGptqStage(const GptqOptions& options, LayerwiseTimings* timings);
 
 // A block tensor as the engine leaves it.
