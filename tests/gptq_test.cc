@@ -434,6 +434,50 @@ TEST(Gptq, DeadColumnsAreZeroed) {
   }
 }
 
+// A factor made once (GptqFactorHessian) and shared by several weights that
+// read the same input gives each exactly what GptqQuantize with the Hessian
+// gives: bytes, error-updated weights and stats, with a dead column, with and
+// without act-order.
+TEST(Gptq, SharedFactorGivesTheSameResults) {
+  Problem p = MakeProblem(24, 256, BaseSeed() + 61);
+  const int64_t n = p.n;
+  for (int64_t j = 0; j < n; ++j) p.h[7 * n + j] = p.h[j * n + 7] = 0;  // one dead column
+  Problem other = MakeProblem(40, 256, BaseSeed() + 62);                 // another weight, same H
+  other.h = p.h;
+  ThreadPool pool(2);
+  for (bool act_order : {false, true}) {
+    GptqOptions o;
+    o.act_order = act_order;
+    const GptqHessianFactor factor = GptqFactorHessian(p.h, n, o);
+    EXPECT_EQ(factor.dead, std::vector<int64_t>{7});
+    for (const char* name : {"q4_k", "int4_asym_g32", "int4_sym_channel"}) {
+      const FormatInfo& f = Format(name);
+      for (const Problem* q : {&p, &other}) {
+        const Result whole = RunFast(f, *q, o, &pool);
+        Result shared{std::vector<uint8_t>(q->rows * f.RowBytes(n)), q->w, {}};
+        shared.stats = GptqQuantize(f, shared.w.data(), q->rows, n, factor, o, shared.bytes.data(), &pool);
+        const std::string trace = std::string(name) + " rows " + std::to_string(q->rows) + " act_order " +
+                                  std::to_string(act_order);
+        EXPECT_EQ(shared.bytes, whole.bytes) << trace;
+        EXPECT_EQ(shared.w, whole.w) << trace;
+        EXPECT_EQ(shared.stats.loss, whole.stats.loss) << trace;
+        EXPECT_EQ(shared.stats.damp, whole.stats.damp) << trace;
+        EXPECT_EQ(shared.stats.damp_retries, whole.stats.damp_retries) << trace;
+        EXPECT_EQ(shared.stats.dead_columns, 1) << trace;
+        EXPECT_EQ(whole.stats.dead_columns, 1) << trace;
+      }
+    }
+  }
+  // A factor made for another sweep order or size is refused.
+  GptqOptions plain, act;
+  act.act_order = true;
+  const GptqHessianFactor factor = GptqFactorHessian(p.h, n, plain);
+  std::vector<float> w = p.w;
+  std::vector<uint8_t> out(p.rows * Format("q4_0").RowBytes(n));
+  EXPECT_THROW(GptqQuantize(Format("q4_0"), w.data(), p.rows, n, factor, act, out.data(), nullptr), Error);
+  EXPECT_THROW(GptqQuantize(Format("q4_0"), w.data(), p.rows / 2, n / 2, factor, plain, out.data(), nullptr), Error);
+}
+
 // H = [[1, 1.05], [1.05, 1]] has eigenvalues 2.05 and -0.05: 1% dampening
 // (0.01) leaves it indefinite, one raise (0.1) makes it positive definite.
 TEST(Gptq, DampeningIsRaisedUntilCholeskySucceeds) {

@@ -77,46 +77,51 @@ struct Setup {
   std::vector<float> importance;  // per original column, for fmt.quantize (see SetImportance)
 };
 
-// Checks the inputs, zeroes dead columns, permutes H for act-order (in
-// place: H'[a][b] = H[perm[a]][perm[b]]). w stays in the original order.
-Setup Prepare(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, std::vector<double>& h,
-              const GptqOptions& options, GptqStats* stats) {
+// The checks on the format, the weights and the options (nothing changed).
+void CheckWeights(const FormatInfo& fmt, const float* w, int64_t rows, int64_t n, const GptqOptions& options) {
   if (fmt.quantize == nullptr || fmt.dequantize == nullptr) Fail("GPTQ: format {} has no codec", fmt.name);
   if (rows < 0 || n < 0) Fail("GPTQ: bad weight shape ({}, {})", rows, n);
   if (n % fmt.block_size != 0)
     Fail("GPTQ: {} stores rows in blocks of {}; a row of {} does not split into them", fmt.name, fmt.block_size, n);
-  if (int64_t(h.size()) != n * n) Fail("GPTQ: Hessian has {} entries, expected {} x {}", h.size(), n, n);
   if (options.batch < 1) Fail("GPTQ: batch width must be positive, got {}", options.batch);
-  if (!(options.damp_percent >= 0) || !std::isfinite(options.damp_percent))
-    Fail("GPTQ: damp_percent must be a finite value >= 0, got {}", options.damp_percent);
   for (int64_t i = 0; i < rows * n; ++i)
     if (!std::isfinite(w[i])) Fail("GPTQ: weight [{}, {}] is {}", i / n, i % n, w[i]);
+}
+
+// Checks H, fixes its dead columns (H[i][i] == 0 -> 1, listed in f->dead) and
+// permutes it for act-order (in place: H'[a][b] = H[perm[a]][perm[b]]);
+// fills f->n, perm, diag.
+void PrepareHessian(std::vector<double>& h, int64_t n, const GptqOptions& options, GptqHessianFactor* f) {
+  if (n < 0) Fail("GPTQ: bad Hessian size {}", n);
+  if (int64_t(h.size()) != n * n) Fail("GPTQ: Hessian has {} entries, expected {} x {}", h.size(), n, n);
+  if (!(options.damp_percent >= 0) || !std::isfinite(options.damp_percent))
+    Fail("GPTQ: damp_percent must be a finite value >= 0, got {}", options.damp_percent);
   for (int64_t i = 0; i < n * n; ++i)
     if (!std::isfinite(h[i])) Fail("GPTQ: Hessian entry [{}, {}] is {}", i / n, i % n, h[i]);
 
-  Setup s;
-  s.diag.resize(n);
+  f->n = n;
+  f->act_order = options.act_order;
+  f->diag.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     double& hii = h[i * n + i];
     if (hii < 0) Fail("GPTQ: Hessian diagonal [{}] is {} < 0; not a 2 X X^T / N of any X", i, hii);
     if (hii == 0) {  // an input that never fired: its weights cannot matter, so they are zeroed
       hii = 1;
-      for (int64_t r = 0; r < rows; ++r) w[r * n + i] = 0;
-      ++stats->dead_columns;
+      f->dead.push_back(i);
     }
-    s.diag[i] = hii;
+    f->diag[i] = hii;
   }
 
-  s.perm.resize(n);
-  std::iota(s.perm.begin(), s.perm.end(), int64_t(0));
+  f->perm.resize(n);
+  std::iota(f->perm.begin(), f->perm.end(), int64_t(0));
   if (options.act_order) {
     // Stable, so equal diagonals keep their order and the permutation is
     // the same on every platform.
-    std::stable_sort(s.perm.begin(), s.perm.end(), [&s](int64_t a, int64_t b) { return s.diag[a] > s.diag[b]; });
+    std::stable_sort(f->perm.begin(), f->perm.end(), [f](int64_t a, int64_t b) { return f->diag[a] > f->diag[b]; });
     std::vector<double> tmp(n);
     for (int64_t r = 0; r < n; ++r) {  // columns: H1[r][b] = H[r][perm[b]]
       double* row = h.data() + r * n;
-      for (int64_t b = 0; b < n; ++b) tmp[b] = row[s.perm[b]];
+      for (int64_t b = 0; b < n; ++b) tmp[b] = row[f->perm[b]];
       std::copy(tmp.begin(), tmp.end(), row);
     }
     std::vector<bool> done(n, false);  // rows: H'[a] = H1[perm[a]], cycle by cycle
@@ -126,7 +131,7 @@ Setup Prepare(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, std::vec
       int64_t cur = a;
       for (;;) {
         done[cur] = true;
-        const int64_t next = s.perm[cur];
+        const int64_t next = f->perm[cur];
         double* dst = h.data() + cur * n;
         if (next == a) {
           std::copy(tmp.begin(), tmp.end(), dst);
@@ -137,10 +142,28 @@ Setup Prepare(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, std::vec
       }
     }
     std::vector<double> diag(n);
-    for (int64_t a = 0; a < n; ++a) diag[a] = s.diag[s.perm[a]];
-    s.diag.swap(diag);
+    for (int64_t a = 0; a < n; ++a) diag[a] = f->diag[f->perm[a]];
+    f->diag.swap(diag);
   }
+}
 
+// The per-weight set-up from a factor: zeroes w's dead columns (w stays in
+// the original order) and picks the encoding unit and batch.
+Setup PrepareWeights(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, const GptqHessianFactor& f,
+                     const GptqOptions& options, GptqStats* stats) {
+  if (f.n != n) Fail("GPTQ: the Hessian factor is {} x {}, the weights have {} columns", f.n, f.n, n);
+  if (f.act_order != options.act_order)
+    Fail("GPTQ: the Hessian factor was made {} act-order, the options ask {}", f.act_order ? "with" : "without",
+         options.act_order ? "for it" : "for none");
+  for (int64_t i : f.dead) {
+    for (int64_t r = 0; r < rows; ++r) w[r * n + i] = 0;
+    ++stats->dead_columns;
+  }
+  stats->damp = f.damp;
+  stats->damp_retries = f.damp_retries;
+  Setup s;
+  s.perm = f.perm;
+  s.diag = f.diag;
   s.unit = fmt.row_header_bytes > 0 ? n : fmt.block_size;
   s.up_front = options.act_order || options.static_groups || s.unit >= n;
   s.batch = options.batch;
@@ -151,9 +174,9 @@ Setup Prepare(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, std::vec
 // Dampens H (diag + damp) and factors it with `factor(damp)`, raising the
 // dampening x10 while that fails. factor leaves the upper Cholesky factor U of
 // the inverse (Hinv = U^T U) in the row-major upper triangle of its matrix.
-void DampAndFactor(const Setup& s, int64_t n, const GptqOptions& options, GptqStats* stats,
-                   const std::function<bool(double)>& factor) {
-  const double mean = std::accumulate(s.diag.begin(), s.diag.end(), 0.0) / double(n);
+void DampAndFactor(GptqHessianFactor* f, const GptqOptions& options, const std::function<bool(double)>& factor) {
+  const int64_t n = f->n;
+  const double mean = std::accumulate(f->diag.begin(), f->diag.end(), 0.0) / double(n);
   double damp = options.damp_percent * mean;
   for (int raises = 0;; ++raises) {
     if (factor(damp)) break;
@@ -162,9 +185,9 @@ void DampAndFactor(const Setup& s, int64_t n, const GptqOptions& options, GptqSt
            "diagonal {}) after {} raises; the calibration statistics are broken",
            n, n, damp, damp / mean, mean, kMaxDampRaises);
     damp = damp > 0 ? 10 * damp : kFirstDampWhenZero * mean;
-    ++stats->damp_retries;
+    ++f->damp_retries;
   }
-  stats->damp = damp;
+  f->damp = damp;
 }
 
 // The dampened H's inverse Cholesky factor through LAPACK, in place in h,
@@ -372,21 +395,46 @@ void SweepBatch(const SweepContext& c, Panel& p, int64_t i1, int64_t i2) {
 
 }  // namespace
 
+GptqHessianFactor GptqFactorHessian(std::vector<double> hessian, int64_t n, const GptqOptions& options) {
+  GptqHessianFactor f;
+  PrepareHessian(hessian, n, options, &f);
+  if (n == 0) return f;
+  SingleThreadedBlas single_threaded_blas;
+  const auto start = std::chrono::steady_clock::now();
+  DampAndFactor(&f, options, [&](double damp) { return FactorLapack(hessian, f.diag, n, damp); });
+  f.u = std::move(hessian);
+  f.seconds = Seconds(start);
+  return f;
+}
+
 GptqStats GptqQuantize(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, std::vector<double> hessian,
                        const GptqOptions& options, uint8_t* out, ThreadPool* pool) {
+  CheckWeights(fmt, w, rows, n, options);
+  if (rows == 0 || n == 0) {  // nothing to sweep: no factorization
+    GptqStats stats;
+    GptqHessianFactor f;
+    PrepareHessian(hessian, n, options, &f);
+    PrepareWeights(fmt, w, rows, n, f, options, &stats);
+    return stats;
+  }
+  const GptqHessianFactor f = GptqFactorHessian(std::move(hessian), n, options);
+  GptqStats stats = GptqQuantize(fmt, w, rows, n, f, options, out, pool);
+  stats.seconds_cholesky = f.seconds;
+  return stats;
+}
+
+GptqStats GptqQuantize(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, const GptqHessianFactor& factor,
+                       const GptqOptions& options, uint8_t* out, ThreadPool* pool) {
   GptqStats stats;
-  Setup s = Prepare(fmt, w, rows, n, hessian, options, &stats);
+  CheckWeights(fmt, w, rows, n, options);
+  Setup s = PrepareWeights(fmt, w, rows, n, factor, options, &stats);
   if (rows == 0 || n == 0) return stats;
   SingleThreadedBlas single_threaded_blas;
 
-  auto start = std::chrono::steady_clock::now();
-  DampAndFactor(s, n, options, &stats, [&](double damp) { return FactorLapack(hessian, s.diag, n, damp); });
-  stats.seconds_cholesky = Seconds(start);
-
-  start = std::chrono::steady_clock::now();
+  const auto start = std::chrono::steady_clock::now();
   SetImportance(&s, n);
   if (s.up_front) EncodeUpFront(fmt, w, rows, n, s.importance.data(), out, pool);
-  const SweepContext c{&fmt, n, &s, hessian.data(), out, fmt.RowBytes(n)};
+  const SweepContext c{&fmt, n, &s, factor.u.data(), out, fmt.RowBytes(n)};
   // Rows are taken a chunk at a time, all panels of a chunk moving batch by
   // batch together so they share the batch's slice of U in cache. The chunk
   // only bounds memory; results do not depend on it.
@@ -444,12 +492,17 @@ GptqStats GptqQuantize(const FormatInfo& fmt, float* w, int64_t rows, int64_t n,
 GptqStats GptqQuantizeReference(const FormatInfo& fmt, float* w, int64_t rows, int64_t n,
                                 std::vector<double> hessian, const GptqOptions& options, uint8_t* out) {
   GptqStats stats;
-  Setup s = Prepare(fmt, w, rows, n, hessian, options, &stats);
+  CheckWeights(fmt, w, rows, n, options);
+  GptqHessianFactor f;
+  PrepareHessian(hessian, n, options, &f);
+  Setup s = PrepareWeights(fmt, w, rows, n, f, options, &stats);
   if (rows == 0 || n == 0) return stats;
 
   auto start = std::chrono::steady_clock::now();
   std::vector<double> u;
-  DampAndFactor(s, n, options, &stats, [&](double damp) { return FactorPlain(hessian, s.diag, n, damp, &u); });
+  DampAndFactor(&f, options, [&](double damp) { return FactorPlain(hessian, f.diag, n, damp, &u); });
+  stats.damp = f.damp;
+  stats.damp_retries = f.damp_retries;
   stats.seconds_cholesky = Seconds(start);
 
   start = std::chrono::steady_clock::now();

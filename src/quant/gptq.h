@@ -51,6 +51,26 @@ struct GptqStats {
   double seconds_sweep = 0;
 };
 
+// The dampened inverse-Hessian factor GPTQ sweeps with, made once per
+// Hessian: every linear that reads the same input (q/k/v, gate/up) shares it.
+struct GptqHessianFactor {
+  int64_t n = 0;
+  bool act_order = false;      // made for an act-order sweep (perm sorts diag(H))
+  std::vector<int64_t> perm;   // sweep position -> original column
+  std::vector<double> diag;    // diag(H) in sweep order, undamped, dead columns set to 1
+  std::vector<int64_t> dead;   // original columns with H[i][i] == 0 (their weights are zeroed)
+  std::vector<double> u;       // (n, n) row-major in sweep order: the upper triangle is U with
+                               // (H + damp I)^-1 = U^T U (the strictly lower one is not used)
+  double damp = 0;             // as in GptqStats
+  int damp_retries = 0;
+  double seconds = 0;          // dampening, Cholesky, inverse
+};
+
+// Checks H (n, n; row-major, symmetric, 2 X^T X / N, consumed) and factors
+// it for options.damp_percent and options.act_order, raising the dampening
+// as GptqQuantize does. Throws Error as GptqQuantize does for a bad H.
+GptqHessianFactor GptqFactorHessian(std::vector<double> hessian, int64_t n, const GptqOptions& options);
+
 // Quantizes w (rows, n; modified in place into the error-updated weights:
 // each column as it was when rounded, in the original column order)
 // into `out` (rows * fmt.RowBytes(n) bytes) given the Hessian (n, n;
@@ -58,6 +78,11 @@ struct GptqStats {
 // LAPACK/BLAS (OpenBLAS). Throws Error when H stays indefinite after the
 // dampening has been raised (x10, up to 8 times), never writes NaN.
 GptqStats GptqQuantize(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, std::vector<double> hessian,
+                       const GptqOptions& options, uint8_t* out, ThreadPool* pool);
+// The same with a factor from GptqFactorHessian (made with the same
+// options): the same bytes, weights and stats, less the factorization
+// (seconds_cholesky is 0; the factor has its seconds).
+GptqStats GptqQuantize(const FormatInfo& fmt, float* w, int64_t rows, int64_t n, const GptqHessianFactor& factor,
                        const GptqOptions& options, uint8_t* out, ThreadPool* pool);
 
 // A plain reference of the same algorithm (no lazy batches, no BLAS, double

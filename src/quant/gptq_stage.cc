@@ -1,7 +1,8 @@
 // GPTQ as a block stage (quant/layerwise.h): per true-sequential group, the
 // block's resumed forward (BlockContext::ForwardGroup) gives the group's
-// shared input, whose Hessian is accumulated once, then every quantized
-// member goes through GptqQuantize (quant/gptq.h) into its planned format. Later groups see the earlier groups' quantized weights, as GPTQ's
+// shared input, its Hessian is accumulated and factored once, then every
+// quantized member goes through GptqQuantize (quant/gptq.h) into its planned
+// format. Later groups see the earlier groups' quantized weights, as GPTQ's
 // true-sequential mode does.
 //
 // H = 2/N sum_t x_t x_t^T is accumulated by cblas_ssyrk over batches of
@@ -129,6 +130,14 @@ class GptqStage final : public BlockStage {
       std::vector<double> hessian = acc.Finish();
       hessian_s += Since(t0);
       tm.hessian_s += hessian_s;
+      // One dampened inverse factor for the group's shared Hessian.
+      GptqHessianFactor factor;
+      try {
+        factor = GptqFactorHessian(std::move(hessian), n, options_);
+      } catch (const Error& e) {
+        Fail("gptq: tensor '{}' ({}): {}", first, block.Format(first).name, e.what());
+      }
+      tm.cholesky_s += factor.seconds;
       for (size_t i = 0; i < members.size(); ++i) {
         const std::string& name = members[i];
         const FormatInfo& format = block.Format(name);
@@ -139,23 +148,22 @@ class GptqStage final : public BlockStage {
         std::vector<uint8_t> out(size_t(rows) * format.RowBytes(cols));
         GptqStats stats;
         try {
-          stats = GptqQuantize(format, w.data(), rows, cols, i + 1 == members.size() ? std::move(hessian) : hessian,
-                               options_, out.data(), &block.pool());
+          stats = GptqQuantize(format, w.data(), rows, cols, factor, options_, out.data(), &block.pool());
         } catch (const Error& e) {
           Fail("gptq: tensor '{}' ({}): {}", name, format.name, e.what());
         }
-        tm.cholesky_s += stats.seconds_cholesky;
         tm.sweep_s += stats.seconds_sweep;
         tm.gptq_damp_retries += stats.damp_retries;
         tm.gptq_dead_columns += stats.dead_columns;
         tm.gptq_linears += 1;
         block.SetEncoded(name, std::move(out));
-        block.Note(fmt::format("gptq {} -> {}: {} rows of input, loss {:.4g}, damp {:.3g}{}{}, cholesky {:.3f} s, "
-                               "sweep {:.3f} s",
+        block.Note(fmt::format("gptq {} -> {}: {} rows of input, loss {:.4g}, damp {:.3g}{}{}, {}, sweep {:.3f} s",
                                name, format.name, rows_seen, stats.loss, stats.damp,
                                stats.damp_retries ? fmt::format(" (raised {}x)", stats.damp_retries) : "",
                                stats.dead_columns ? fmt::format(", {} dead columns", stats.dead_columns) : "",
-                               stats.seconds_cholesky, stats.seconds_sweep));
+                               i == 0 ? fmt::format("cholesky {:.3f} s", factor.seconds)
+                                      : fmt::format("cholesky shared with {}", first),
+                               stats.seconds_sweep));
       }
     }
   }

@@ -150,9 +150,9 @@ struct LayerwiseTimings {
 };
 
 // GPTQ as a block stage: per true-sequential group, ForwardGroup gives the
-// group's input, from which H = 2/N sum x x^T is accumulated once, then
-// every quantized member is GptqQuantize'd into its planned format and
-// SetEncoded. Timings are added to *timings (may be null).
+// group's input, from which H = 2/N sum x x^T is accumulated and factored
+// once, then every quantized member is GptqQuantize'd into its planned format
+// and SetEncoded. Timings are added to *timings (may be null).
 std::unique_ptr<BlockStage> MakeGptqStage(const GptqOptions& options, LayerwiseTimings* timings);
 
 // A block tensor as the engine leaves it.
