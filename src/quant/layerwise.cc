@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
+#include "kernels/packed.h"
 #include "model/model.h"
 #include "quant/method.h"
 #include "quant/prune.h"
@@ -126,6 +127,11 @@ struct BlockTensor {
   std::vector<uint8_t> bytes;
   int64_t zeros = 0;
   bool finalized = false;  // step 3 done for it: what the forward with quantized weights reads
+  // The encoding in the packed layout the runtime's Session multiplies with
+  // (kernels/packed.h), made when a forward first reads it; null when the
+  // format or the CPU has none.
+  std::unique_ptr<PackedWeights> packed;
+  bool pack_tried = false;
 };
 
 // Rows of one linear's inputs gathered during the forward with quantized
@@ -245,6 +251,8 @@ class Block final : public BlockContext {
     Load(name);  // the f32 values the encoding stands for (the reconstruction error's W)
     t.bytes = std::move(bytes);
     t.encoded = true;
+    t.packed.reset();
+    t.pack_tried = false;
   }
   bool Encoded(const std::string& name) const override { return Get(name).encoded; }
 
@@ -336,17 +344,25 @@ class Block final : public BlockContext {
   // The parts of runtime/block.h, in order; part g holds true-sequential group g's products.
   static constexpr size_t kParts = 4;
 
-  // The view a forward reads for a block tensor: its encoding, else its f32 values.
+  // The view a forward reads for a block tensor: its encoding (with its
+  // packed copy where the runtime's Session would make one, so the forward
+  // computes what inference computes), else its f32 values.
   const TensorView& ViewOf(const std::string& name) {
     BlockTensor& t = Get(name);
     const TensorPlan& p = e_.a.recipe->tensors[t.plan];
     TensorView& v = views_[name];
     v.name = name;
     v.shape = t.source->shape;
+    v.packed = nullptr;
     if (t.encoded) {
       v.type = p.format->id;
       v.data = t.bytes.data();
       v.bytes = t.bytes.size();
+      if (!t.pack_tried) {
+        t.pack_tried = true;
+        if (HasPackedLayout(v.type) && HasFastPackedKernel()) t.packed = PackWeights(v, *e_.a.pool);
+      }
+      v.packed = t.packed.get();
     } else {
       Load(name);
       v.type = DType::kF32;
