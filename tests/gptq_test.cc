@@ -1,9 +1,9 @@
 // GPTQ for one weight matrix (quant/gptq.h).
 //
-// - The fast sweep (LAPACK, lazy batches, dgemm, row panels on the pool)
-//   against the plain reference (own Cholesky, column by column): the encoded
-//   bytes must be IDENTICAL. Both sweeps carry W in double; they differ only
-//   in the order of floating-point sums (blocked LAPACK vs textbook Cholesky,
+// - The fast sweep (tiled factorization, lazy batches, dgemm, row panels on
+//   the pool) against the plain reference (own Cholesky, column by column):
+//   the encoded bytes must be IDENTICAL. Both sweeps carry W in double; they
+//   differ only in the order of floating-point sums (tiled vs textbook Cholesky,
 //   one dgemm per batch vs one rank-1 update per column), a relative
 //   difference ~ n * eps_double * cond(H) <~ 1e-11 here. The values reach the
 //   format as floats, and a rounding decision flips only when a value lies
@@ -430,6 +430,41 @@ TEST(Gptq, DeadColumnsAreZeroed) {
       EXPECT_LT(Loss(p.w, q, p.h, p.rows, n), Loss(w0, Decode(f, Rtn(f, w0, p.rows, n), p.rows, n), p.h, p.rows, n));
       const Result ref = RunReference(f, p, o);
       EXPECT_EQ(r.bytes, ref.bytes) << name;
+    }
+  }
+}
+
+// The tiled factor (n = 600: two full tiles and a partial one) is the upper
+// U with U^T U = (H + damp I)^-1, in sweep order, the same bits with and
+// without a pool of any size.
+TEST(Gptq, FactorIsTheInverseCholesky) {
+  const int64_t n = 600;
+  const Problem p = MakeProblem(1, n, BaseSeed() + 71);
+  for (bool act_order : {false, true}) {
+    GptqOptions o;
+    o.act_order = act_order;
+    const GptqHessianFactor f = GptqFactorHessian(p.h, n, o, nullptr);
+    ASSERT_EQ(f.u.size(), size_t(n * n));
+    // (U^T U) (H' + damp I) = I, with H' = H permuted to sweep order.
+    std::vector<double> hinv(n * n, 0.0);
+    for (int64_t k = 0; k < n; ++k)  // (U^T U)[i][j] = sum_{k <= i, j} U[k][i] U[k][j]
+      for (int64_t i = k; i < n; ++i)
+        for (int64_t j = k; j < n; ++j) hinv[i * n + j] += f.u[k * n + i] * f.u[k * n + j];
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double v = 0;
+        for (int64_t k = 0; k < n; ++k)
+          v += hinv[i * n + k] * (p.h[f.perm[k] * n + f.perm[j]] + (k == j ? f.damp : 0.0));
+        worst = std::max(worst, std::fabs(v - (i == j ? 1.0 : 0.0)));
+      }
+    EXPECT_LT(worst, 1e-8) << "act_order " << act_order;
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      const GptqHessianFactor g = GptqFactorHessian(p.h, n, o, &pool);
+      for (int64_t i = 0; i < n; ++i)  // the upper triangle is the factor
+        for (int64_t j = i; j < n; ++j)
+          ASSERT_EQ(g.u[i * n + j], f.u[i * n + j]) << "threads " << threads << " [" << i << ", " << j << "]";
     }
   }
 }

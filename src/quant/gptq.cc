@@ -1,14 +1,16 @@
 // GPTQ for one weight matrix into any format (gptq.h): the shared set-up
 // (checks, dead columns, act-order permutation, dampened inverse-Hessian
 // Cholesky factor with the dampening raised on failure), the fast sweep
-// (LAPACK factorization, row panels on the thread pool, lazy batches with one
-// dgemm each) and the plain double-precision reference sweep.
+// (tiled factorization over BLAS/LAPACK, row panels on the thread pool, lazy
+// batches with one dgemm each) and the plain double-precision reference
+// sweep.
 #include "quant/gptq.h"
 
 #include <cblas.h>
 #include <lapacke.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <chrono>
 #include <cmath>
@@ -50,10 +52,21 @@ void For(ThreadPool* pool, int64_t n, const std::function<void(int64_t, int64_t)
   }
 }
 
-// OpenBLAS runs single-threaded while GPTQ uses it: the row panels are
-// already spread over our pool, and OpenBLAS's threaded factorization picks
-// its blocking from its thread count, which would make the bits depend on
-// how many threads it was given.
+// Runs fn(i) for every i in [0, n) on the pool, each thread taking the next
+// index as it frees up (for items of uneven cost; list the costly ones
+// first). Which thread runs an item never changes what it computes.
+void ForEach(ThreadPool* pool, int64_t n, const std::function<void(int64_t)>& fn) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = pool != nullptr ? std::min<int64_t>(pool->size(), n) : 1;
+  For(pool, workers, [&](int64_t, int64_t) {
+    for (int64_t i = next++; i < n; i = next++) fn(i);
+  });
+}
+
+// OpenBLAS runs single-threaded while GPTQ uses it: the row panels and the
+// factorization's tiles are already spread over our pool, and OpenBLAS's
+// threaded factorization picks its blocking from its thread count, which
+// would make the bits depend on how many threads it was given.
 // The previous setting comes back on exit (process-wide: GPTQ must not run
 // beside other OpenBLAS users that want their own thread count).
 class SingleThreadedBlas {
@@ -190,26 +203,106 @@ void DampAndFactor(GptqHessianFactor* f, const GptqOptions& options, const std::
   f->damp = damp;
 }
 
-// The dampened H's inverse Cholesky factor through LAPACK, in place in h,
-// without forming H^-1 (GPTQ's cholesky -> cholesky_inverse -> cholesky
-// costs 4/3 n^3; this 2/3 n^3). With J the reversal permutation and
-// J H J = L L^T (L lower), H = R R^T for the upper R = J L J, so
-// H^-1 = R^-T R^-1 and U = R^-1 = J L^-1 J is the upper factor with
-// H^-1 = U^T U, the one GPTQ uses (unique). Reversing the flat row-major
-// array gives J M J. A column-major upper triangle is a row-major lower one,
-// so the 'U' routines below factor and invert in the reversed array's lower
-// triangle and leave its upper one alone; the final reversal puts U in h's
-// upper triangle and the untouched original H back in the strictly lower
-// one, from which a failed try restores its input.
-bool FactorLapack(std::vector<double>& h, const std::vector<double>& diag, int64_t n, double damp) {
+// Tile edge of the blocked factorization and inversion below. Every tile
+// operation is one single-threaded BLAS/LAPACK call of a shape fixed by n
+// alone, so the bits do not depend on the thread count; tiles go to the pool.
+// 256 keeps the tile products near OpenBLAS's dgemm peak (~50 GFLOPS per Zen 4
+// core, measured) and gives ffn_down's n = 5632 22 tile rows to share out.
+constexpr int64_t kFactorTile = 256;
+
+// The tiles of a row-major n x n matrix.
+struct Tiles {
+  double* a;
+  int64_t n, count;
+  double* At(int64_t i, int64_t j) const { return a + i * kFactorTile * n + j * kFactorTile; }
+  int64_t Size(int64_t i) const { return std::min(kFactorTile, n - i * kFactorTile); }
+};
+
+// L with a = L L^T in the row-major lower triangle of a, in place, tile by
+// tile (right-looking: the diagonal tile, the panel below it, then the
+// trailing lower triangle). A column-major upper triangle is a row-major
+// lower one, so LAPACK's 'U' routines factor a diagonal tile in place. Only
+// the lower triangle is read or written. False when a is not positive
+// definite.
+bool CholeskyLowerTiled(const Tiles& t, ThreadPool* pool) {
+  const int n = int(t.n);
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  for (int64_t k = 0; k < t.count; ++k) {
+    const int bk = int(t.Size(k));
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', bk, t.At(k, k), n) != 0) return false;
+    ForEach(pool, t.count - k - 1, [&](int64_t q) {  // L_ik = A_ik L_kk^-T
+      const int64_t i = k + 1 + q;
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, int(t.Size(i)), bk, 1.0,
+                  t.At(k, k), n, t.At(i, k), n);
+    });
+    pairs.clear();
+    for (int64_t i = k + 1; i < t.count; ++i)
+      for (int64_t j = k + 1; j <= i; ++j) pairs.emplace_back(i, j);
+    ForEach(pool, int64_t(pairs.size()), [&](int64_t q) {  // A_ij -= L_ik L_jk^T
+      const int64_t i = pairs[size_t(q)].first, j = pairs[size_t(q)].second;
+      if (i == j)
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, int(t.Size(i)), bk, -1.0, t.At(i, k), n, 1.0,
+                    t.At(i, i), n);
+      else
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(t.Size(i)), int(t.Size(j)), bk, -1.0, t.At(i, k), n,
+                    t.At(j, k), n, 1.0, t.At(i, j), n);
+    });
+  }
+  return true;
+}
+
+// L^-1 of the row-major lower triangle of a, in place, tile by tile in
+// LAPACK dtrtri's order: from the last block column to the first, column j
+// below its diagonal becomes X_ij = -(sum_{m=j+1..i} X_im L_mj) X_jj, from the
+// already inverted trailing triangle X and the column as it still is. Row
+// tiles of a column go to the pool, each summed in a fixed order into a
+// scratch panel that is written back once the column is done. False on a
+// zero diagonal entry.
+bool InvertLowerTiled(const Tiles& t, ThreadPool* pool) {
+  const int n = int(t.n);
+  std::vector<double> panel(size_t(t.count * kFactorTile * kFactorTile));  // row tiles of one column
+  for (int64_t j = t.count - 1; j >= 0; --j) {
+    const int bj = int(t.Size(j));
+    if (LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', bj, t.At(j, j), n) != 0) return false;  // X_jj
+    ForEach(pool, t.count - j - 1, [&](int64_t q) {
+      const int64_t i = t.count - 1 - q;  // the longest sums first
+      const int bi = int(t.Size(i));
+      double* out = panel.data() + (i - j - 1) * kFactorTile * kFactorTile;  // (bi, bj)
+      for (int r = 0; r < bi; ++r) std::copy(t.At(i, j) + r * n, t.At(i, j) + r * n + bj, out + r * bj);
+      cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, bi, bj, 1.0, t.At(i, i), n, out,
+                  bj);  // X_ii L_ij
+      for (int64_t m = j + 1; m < i; ++m)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, bj, int(t.Size(m)), 1.0, t.At(i, m), n, t.At(m, j),
+                    n, 1.0, out, bj);
+      cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, bi, bj, -1.0, t.At(j, j), n, out,
+                  bj);  // -(...) X_jj
+    });
+    for (int64_t i = j + 1; i < t.count; ++i) {
+      const double* out = panel.data() + (i - j - 1) * kFactorTile * kFactorTile;
+      for (int64_t r = 0; r < t.Size(i); ++r) std::copy(out + r * bj, out + (r + 1) * bj, t.At(i, j) + r * n);
+    }
+  }
+  return true;
+}
+
+// The dampened H's inverse Cholesky factor, in place in h, without forming
+// H^-1 (GPTQ's cholesky -> cholesky_inverse -> cholesky costs 4/3 n^3; this
+// 2/3 n^3). With J the reversal permutation and J H J = L L^T (L lower),
+// H = R R^T for the upper R = J L J, so H^-1 = R^-T R^-1 and U = R^-1 =
+// J L^-1 J is the upper factor with H^-1 = U^T U, the one GPTQ uses (unique).
+// Reversing the flat row-major array gives J M J. The factorization and
+// inversion touch only the reversed array's lower triangle; the final
+// reversal puts U in h's upper triangle and the untouched original H back in
+// the strictly lower one, from which a failed try restores its input.
+bool FactorTiled(std::vector<double>& h, const std::vector<double>& diag, int64_t n, double damp,
+                 ThreadPool* pool) {
   for (int64_t i = 0; i < n; ++i) {
     h[i * n + i] = diag[i] + damp;
     for (int64_t j = i + 1; j < n; ++j) h[i * n + j] = h[j * n + i];
   }
   std::reverse(h.begin(), h.end());  // J H J
-  const lapack_int ln = lapack_int(n);
-  const bool ok = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', ln, h.data(), ln) == 0 &&       // J H J = L L^T
-                  LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', ln, h.data(), ln) == 0;  // L^-1
+  const Tiles t{h.data(), n, (n + kFactorTile - 1) / kFactorTile};
+  const bool ok = CholeskyLowerTiled(t, pool) && InvertLowerTiled(t, pool);  // L^-1
   std::reverse(h.begin(), h.end());  // U = J L^-1 J
   if (!ok) return false;
   for (int64_t i = 0; i < n; ++i)
@@ -395,13 +488,14 @@ void SweepBatch(const SweepContext& c, Panel& p, int64_t i1, int64_t i2) {
 
 }  // namespace
 
-GptqHessianFactor GptqFactorHessian(std::vector<double> hessian, int64_t n, const GptqOptions& options) {
+GptqHessianFactor GptqFactorHessian(std::vector<double> hessian, int64_t n, const GptqOptions& options,
+                                    ThreadPool* pool) {
   GptqHessianFactor f;
   PrepareHessian(hessian, n, options, &f);
   if (n == 0) return f;
   SingleThreadedBlas single_threaded_blas;
   const auto start = std::chrono::steady_clock::now();
-  DampAndFactor(&f, options, [&](double damp) { return FactorLapack(hessian, f.diag, n, damp); });
+  DampAndFactor(&f, options, [&](double damp) { return FactorTiled(hessian, f.diag, n, damp, pool); });
   f.u = std::move(hessian);
   f.seconds = Seconds(start);
   return f;
@@ -417,7 +511,7 @@ GptqStats GptqQuantize(const FormatInfo& fmt, float* w, int64_t rows, int64_t n,
     PrepareWeights(fmt, w, rows, n, f, options, &stats);
     return stats;
   }
-  const GptqHessianFactor f = GptqFactorHessian(std::move(hessian), n, options);
+  const GptqHessianFactor f = GptqFactorHessian(std::move(hessian), n, options, pool);
   GptqStats stats = GptqQuantize(fmt, w, rows, n, f, options, out, pool);
   stats.seconds_cholesky = f.seconds;
   return stats;

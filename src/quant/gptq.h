@@ -19,9 +19,10 @@
 // with act-order, static groups or a row header that is plain RTN).
 //
 // Determinism: rows are independent and go to the pool in panels of a fixed
-// size, and OpenBLAS is held to one thread during the call (its factorization
-// blocking depends on its thread count), so the output is bit-identical for
-// any thread count. The fast path carries W in double like the reference, and
+// size, the factorization goes to the pool in tiles of a fixed size, and
+// OpenBLAS is held to one thread during the call (its own threaded
+// factorization picks its blocking from its thread count), so the output is
+// bit-identical for any thread count. The fast path carries W in double like the reference, and
 // both give the same bytes (tests/gptq_test.cc).
 #pragma once
 
@@ -68,8 +69,10 @@ struct GptqHessianFactor {
 
 // Checks H (n, n; row-major, symmetric, 2 X^T X / N, consumed) and factors
 // it for options.damp_percent and options.act_order, raising the dampening
-// as GptqQuantize does. Throws Error as GptqQuantize does for a bad H.
-GptqHessianFactor GptqFactorHessian(std::vector<double> hessian, int64_t n, const GptqOptions& options);
+// as GptqQuantize does, tiles spread over `pool` (may be null; the bits do
+// not depend on it). Throws Error as GptqQuantize does for a bad H.
+GptqHessianFactor GptqFactorHessian(std::vector<double> hessian, int64_t n, const GptqOptions& options,
+                                    ThreadPool* pool = nullptr);
 
 // Quantizes w (rows, n; modified in place into the error-updated weights:
 // each column as it was when rounded, in the original column order)

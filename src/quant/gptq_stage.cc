@@ -133,7 +133,7 @@ class GptqStage final : public BlockStage {
       // One dampened inverse factor for the group's shared Hessian.
       GptqHessianFactor factor;
       try {
-        factor = GptqFactorHessian(std::move(hessian), n, options_);
+        factor = GptqFactorHessian(std::move(hessian), n, options_, &block.pool());
       } catch (const Error& e) {
         Fail("gptq: tensor '{}' ({}): {}", first, block.Format(first).name, e.what());
       }
