@@ -218,6 +218,9 @@ void GptqBeatsRtn(const char* model_path, const Texts& texts, std::vector<KldCas
     QuantizeModel(*model, Options(rtn, c.format, "rtn", texts.calib), nullptr);
     const QuantizeReport r = QuantizeModel(*model, Options(gptq, c.format, "gptq", texts.calib), nullptr);
     EXPECT_GT(r.timings.gptq_linears, 0);
+    // q/k/v and gate/up share their group's factor.
+    EXPECT_GT(r.timings.gptq_factorizations, 0);
+    EXPECT_LT(r.timings.gptq_factorizations, r.timings.gptq_linears);
     c.rtn = probe.Kld(rtn);
     c.gptq = probe.Kld(gptq);
     std::printf("%s %-16s KLD rtn %.6f gptq %.6f (%.1f%%)\n", model_path, c.format, c.rtn, c.gptq,

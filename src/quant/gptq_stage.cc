@@ -138,6 +138,7 @@ class GptqStage final : public BlockStage {
         Fail("gptq: tensor '{}' ({}): {}", first, block.Format(first).name, e.what());
       }
       tm.cholesky_s += factor.seconds;
+      tm.gptq_factorizations += 1;
       for (size_t i = 0; i < members.size(); ++i) {
         const std::string& name = members[i];
         const FormatInfo& format = block.Format(name);

@@ -147,6 +147,7 @@ struct LayerwiseTimings {
   int gptq_damp_retries = 0;
   int gptq_dead_columns = 0;
   int gptq_linears = 0;
+  int gptq_factorizations = 0;  // one per true-sequential group (its members share the factor)
 };
 
 // GPTQ as a block stage: per true-sequential group, ForwardGroup gives the

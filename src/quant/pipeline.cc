@@ -409,6 +409,7 @@ std::string QuantizeReport::ToJson() const {
       g["sweep_s"] = tm.sweep_s;
       g["forward_s"] = tm.gptq_forward_s;
       g["linears"] = tm.gptq_linears;
+      g["factorizations"] = tm.gptq_factorizations;
       g["damp_retries"] = tm.gptq_damp_retries;
       g["dead_columns"] = tm.gptq_dead_columns;
       j["gptq"] = std::move(g);
@@ -441,10 +442,10 @@ std::string QuantizeReport::ToTable() const {
                      "forward with quantized weights {:.2f} s, reconstruction error {:.2f} s\n",
                      calibration, tm.embed_s, tm.stages_s, tm.base_s, tm.final_forward_s, tm.recon_s);
     if (std::find(stages.begin(), stages.end(), "gptq") != stages.end())
-      s += fmt::format("gptq: {} linears, Hessian {:.2f} s, Cholesky {:.2f} s, sweep {:.2f} s, capture forward "
-                       "{:.2f} s; dampening raised {}x, {} dead columns\n",
-                       tm.gptq_linears, tm.hessian_s, tm.cholesky_s, tm.sweep_s, tm.gptq_forward_s,
-                       tm.gptq_damp_retries, tm.gptq_dead_columns);
+      s += fmt::format("gptq: {} linears, Hessian {:.2f} s, Cholesky {:.2f} s ({} factorizations), sweep {:.2f} s, "
+                       "capture forward {:.2f} s; dampening raised {}x, {} dead columns\n",
+                       tm.gptq_linears, tm.hessian_s, tm.cholesky_s, tm.gptq_factorizations, tm.sweep_s,
+                       tm.gptq_forward_s, tm.gptq_damp_retries, tm.gptq_dead_columns);
   }
   return s;
 }
