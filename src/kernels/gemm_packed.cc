@@ -42,13 +42,11 @@ HWY_INLINE __m512i DpWords(__m512i acc, __m512i a, __m512i b) {
   return acc;
 }
 HWY_INLINE __m512i Load512(const uint8_t* p) { return _mm512_load_si512(reinterpret_cast<const void*>(p)); }
-// Software prefetch into L2, this far ahead in the weight stream. TinyLlama
-// Q4_0 tg32, 2 threads, A/B rounds on this machine: none 36-40 t/s; 2 KiB
-// into L1 47-49; 8-32 KiB into L2 51-56 (16 KiB taken).
-constexpr int64_t kPrefetchBytes = 16384;
-HWY_INLINE void PrefetchLines(const uint8_t* p, int lines) {
-  for (int i = 0; i < lines; ++i) _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + 64 * i), _MM_HINT_T1);
-}
+// No software prefetch: a group is one sequential stream (packed.h), which
+// the hardware prefetchers follow. KB_WORKING_SET_MB=400 kernels_bench, Q4_0
+// GEMV, 1 thread: 34-36 GB/s of a 36-37 GB/s read loop; prefetching 4-64 KiB
+// ahead into L2 gave 22-34 (the old layout, scales apart from codes, needed it
+// and reached 25).
 HWY_INLINE __m512 Half16(const uint8_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
@@ -65,21 +63,18 @@ struct TileArgs {
 template <size_t T>
 HWY_INLINE void TileQ4_0(const TileArgs& x) {
   const int64_t cols = x.p->cols, nb = x.a->nblk;
-  const uint8_t* codes = x.grp + x.p->codes_offset;
   const __m512i mask = _mm512_set1_epi8(0x0F);
   __m512 acc[T];
   for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* q = codes + b * 256;
-    PrefetchLines(q, 4);
-    if ((b & 1) == 0) PrefetchLines(x.grp + b * 32, 1);
+    const uint8_t* q = x.grp + PackedCodesOffset(b, 256);
     __m512i lo[4], hi[4];
     for (int m = 0; m < 4; ++m) {
       const __m512i v = Load512(q + 64 * m);
       lo[m] = _mm512_and_si512(v, mask);
       hi[m] = _mm512_andnot_si512(mask, v);  // high nibbles in place: 16 x code
     }
-    const __m512 dw = Half16(x.grp + b * 32);
+    const __m512 dw = Half16(x.grp + PackedScaleOffset(b, 256));
     for (size_t t = 0; t < T; ++t) {
       const int64_t tok = x.t0 + int64_t(t);
       const int8_t* ap = x.a->codes.get() + tok * cols + b * 32;
@@ -100,16 +95,13 @@ HWY_INLINE void TileQ4_0(const TileArgs& x) {
 template <size_t T>
 HWY_INLINE void TileQ8_0(const TileArgs& x) {
   const int64_t cols = x.p->cols, nb = x.a->nblk;
-  const uint8_t* codes = x.grp + x.p->codes_offset;
   __m512 acc[T];
   for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* q = codes + b * 512;
-    PrefetchLines(q, 8);
-    if ((b & 1) == 0) PrefetchLines(x.grp + b * 32, 1);
+    const uint8_t* q = x.grp + PackedCodesOffset(b, 512);
     __m512i w[8];
     for (int k = 0; k < 8; ++k) w[k] = Load512(q + 64 * k);
-    const __m512 dw = Half16(x.grp + b * 32);
+    const __m512 dw = Half16(x.grp + PackedScaleOffset(b, 512));
     for (size_t t = 0; t < T; ++t) {
       const int64_t tok = x.t0 + int64_t(t);
       const int8_t* ap = x.a->codes.get() + tok * cols + b * 32;
@@ -140,7 +132,6 @@ HWY_INLINE void TileQ4_K(const TileArgs& x) {
   for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t s = 0; s < ns; ++s) {
     const uint8_t* sb = x.grp + s * kSuper;
-    PrefetchLines(sb, int(kSuper / 64));
     __m512i lo_total[T], hi_total[T];
     for (size_t t = 0; t < T; ++t) lo_total[t] = hi_total[t] = _mm512_setzero_si512();
     for (int p = 0; p < 4; ++p) {

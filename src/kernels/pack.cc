@@ -24,8 +24,6 @@ namespace {
 constexpr int64_t R = kPackRows;
 constexpr int64_t kQ4KSuperBytes = 64 + 128 + 128 + 2048;  // packed bytes of one super-block of 16 rows
 
-int64_t RoundUp64(int64_t v) { return (v + 63) & ~int64_t(63); }
-
 bool IsQ4_0(DType t) { return t == DTypeOf<Q4_0Format>(); }
 bool IsQ8_0(DType t) { return t == DTypeOf<Q8_0Format>(); }
 bool IsQ4_K(DType t) { return t == DTypeOf<Q4_KFormat>(); }
@@ -36,55 +34,40 @@ uint16_t LoadU16(const uint8_t* p) {
   return v;
 }
 
-// Q4_0 / Q4_K nibble `pos` of a 16-byte ggml group (low nibbles first).
-int Nibble(const uint8_t* qs, int pos) { return pos < 16 ? qs[pos] & 15 : qs[pos - 16] >> 4; }
+int64_t CodeBytes(DType t) { return IsQ4_0(t) ? 256 : 512; }
 
 // --- Q4_0 / Q8_0 -----------------------------------------------------------
 
-void PackLegacyGroup(DType type, const uint8_t* rows, int64_t nb, int64_t codes_offset, uint8_t* g) {
+// Q4_0's packed byte is the ggml byte (low nibble element j, high j + 16);
+// Q8_0's is the code offset to unsigned.
+void PackLegacyGroup(DType type, const uint8_t* rows, int64_t nb, uint8_t* g) {
   const FormatInfo& f = GetFormat(type);
-  const int64_t row_bytes = f.RowBytes(nb * 32);
-  const bool q4 = IsQ4_0(type);
-  const int64_t code_bytes = q4 ? 256 : 512;
+  const int64_t row_bytes = f.RowBytes(nb * 32), code_bytes = CodeBytes(type);
+  const uint8_t flip = IsQ4_0(type) ? 0 : 0x80;
   for (int64_t b = 0; b < nb; ++b) {
-    uint8_t* codes = g + codes_offset + b * code_bytes;
+    uint8_t* scales = g + PackedScaleOffset(b, code_bytes);
+    uint8_t* codes = g + PackedCodesOffset(b, code_bytes);
     for (int64_t i = 0; i < R; ++i) {
       const uint8_t* blk = rows + i * row_bytes + b * f.block_bytes;
-      std::memcpy(g + (b * R + i) * 2, blk, 2);  // d
-      const uint8_t* qs = blk + 2;
-      if (q4) {
-        for (int m = 0; m < 4; ++m)
-          for (int c = 0; c < 4; ++c)
-            codes[m * 64 + 4 * i + c] = uint8_t(Nibble(qs, 4 * m + c) | Nibble(qs, 16 + 4 * m + c) << 4);
-      } else {
-        for (int k = 0; k < 8; ++k)
-          for (int c = 0; c < 4; ++c) codes[k * 64 + 4 * i + c] = uint8_t(qs[4 * k + c] ^ 0x80);
-      }
+      std::memcpy(scales + 2 * i, blk, 2);  // d
+      for (int k = 0; k < code_bytes / 64; ++k)
+        for (int c = 0; c < 4; ++c) codes[k * 64 + 4 * i + c] = uint8_t(blk[2 + 4 * k + c] ^ flip);
     }
   }
 }
 
-void UnpackLegacyGroup(DType type, const uint8_t* g, int64_t nb, int64_t codes_offset, uint8_t* rows) {
+void UnpackLegacyGroup(DType type, const uint8_t* g, int64_t nb, uint8_t* rows) {
   const FormatInfo& f = GetFormat(type);
-  const int64_t row_bytes = f.RowBytes(nb * 32);
-  const bool q4 = IsQ4_0(type);
-  const int64_t code_bytes = q4 ? 256 : 512;
+  const int64_t row_bytes = f.RowBytes(nb * 32), code_bytes = CodeBytes(type);
+  const uint8_t flip = IsQ4_0(type) ? 0 : 0x80;
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* codes = g + codes_offset + b * code_bytes;
+    const uint8_t* scales = g + PackedScaleOffset(b, code_bytes);
+    const uint8_t* codes = g + PackedCodesOffset(b, code_bytes);
     for (int64_t i = 0; i < R; ++i) {
       uint8_t* blk = rows + i * row_bytes + b * f.block_bytes;
-      std::memcpy(blk, g + (b * R + i) * 2, 2);
-      uint8_t* qs = blk + 2;
-      if (q4) {
-        for (int m = 0; m < 4; ++m)
-          for (int c = 0; c < 4; ++c) {
-            const uint8_t v = codes[m * 64 + 4 * i + c];
-            qs[4 * m + c] = uint8_t((v & 15) | (v >> 4) << 4);  // low: element j, high: element j + 16
-          }
-      } else {
-        for (int k = 0; k < 8; ++k)
-          for (int c = 0; c < 4; ++c) qs[4 * k + c] = uint8_t(codes[k * 64 + 4 * i + c] ^ 0x80);
-      }
+      std::memcpy(blk, scales + 2 * i, 2);
+      for (int k = 0; k < code_bytes / 64; ++k)
+        for (int c = 0; c < 4; ++c) blk[2 + 4 * k + c] = uint8_t(codes[k * 64 + 4 * i + c] ^ flip);
     }
   }
 }
@@ -167,8 +150,7 @@ std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool
   if (IsQ4_K(w.type)) {
     p->group_bytes = nblk * kQ4KSuperBytes;
   } else {
-    p->codes_offset = RoundUp64(nblk * R * 2);
-    p->group_bytes = p->codes_offset + nblk * (IsQ4_0(w.type) ? 256 : 512);
+    p->group_bytes = PackedLegacyGroupBytes(nblk, CodeBytes(w.type));
   }
   const size_t total = size_t(rows / R * p->group_bytes);
   p->data = MakeStreamBuffer<uint8_t>(total, w.name.c_str());
@@ -182,7 +164,7 @@ std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool
       if (IsQ4_K(pw->type)) {
         PackQ4KGroup(src + g * R * row_bytes, nblk, out);
       } else {
-        PackLegacyGroup(pw->type, src + g * R * row_bytes, nblk, pw->codes_offset, out);
+        PackLegacyGroup(pw->type, src + g * R * row_bytes, nblk, out);
       }
     }
   });
@@ -196,7 +178,7 @@ void UnpackWeights(const PackedWeights& p, uint8_t* out) {
     if (IsQ4_K(p.type)) {
       UnpackQ4KGroup(p.Group(g), nblk, out + g * R * row_bytes);
     } else {
-      UnpackLegacyGroup(p.type, p.Group(g), nblk, p.codes_offset, out + g * R * row_bytes);
+      UnpackLegacyGroup(p.type, p.Group(g), nblk, out + g * R * row_bytes);
     }
   }
 }
@@ -287,21 +269,21 @@ void GemmPackedGroupsRef(const PackedWeights& p, const PackedActivations& a, flo
           }
         } else {
           const bool q4 = IsQ4_0(p.type);
+          const int64_t code_bytes = CodeBytes(p.type);
           for (int64_t b = 0; b < a.nblk; ++b) {
             int32_t ints = sums[b];
+            const uint8_t* q = grp + PackedCodesOffset(b, code_bytes);
             if (q4) {
-              const uint8_t* q = grp + p.codes_offset + b * 256;
               for (int m = 0; m < 4; ++m)
                 for (int c = 0; c < 4; ++c) {
                   const int v = q[m * 64 + 4 * i + c];
                   ints += (v & 15) * codes[b * 32 + 4 * m + c] + (v >> 4) * codes[b * 32 + 16 + 4 * m + c];
                 }
             } else {
-              const uint8_t* q = grp + p.codes_offset + b * 512;
               for (int k = 0; k < 8; ++k)
                 for (int c = 0; c < 4; ++c) ints += q[k * 64 + 4 * i + c] * codes[b * 32 + 4 * k + c];
             }
-            const float dw = F16ToF32(LoadU16(grp + (b * R + i) * 2));
+            const float dw = F16ToF32(LoadU16(grp + PackedScaleOffset(b, code_bytes) + 2 * i));
             acc = std::fma(float(ints), dw * da[b], acc);
           }
         }

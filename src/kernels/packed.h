@@ -7,11 +7,13 @@
 // 16 rows' partial sums, one per i32 lane, and the per-block scaling is one
 // float multiply-add for 16 rows. The row-major layout needs a horizontal
 // reduction per row per block instead. Layout per group of 16 rows (kPackRows):
-//   Q4_0 (nb = cols / 32 blocks):
-//     scales: u16 d[nb][16]                      (f16, row order)
-//     codes:  u8 q[nb][4][64], at a 64-byte boundary:
-//             q[b][m][4 i + c] = code(row i, 4m + c) | code(row i, 16 + 4m + c) << 4
-//   Q8_0: scales as Q4_0; codes u8 q[nb][8][64]: q[b][k][4 i + c] = qs(row i, 4k + c) ^ 0x80
+//   Q4_0 (nb = cols / 32 blocks), in pairs of blocks (2j, 2j + 1), each pair
+//   u16 d[2][16] (f16, row order) then the two blocks' codes, so that a group
+//   is one sequential stream (a hole between a scale array and a code array
+//   makes the hardware prefetchers start over; a last odd block pads d to 64):
+//     codes of block b: u8 q[4][64], q[m][4 i + c] = qs(row i)[4m + c]
+//             = code(row i, 4m + c) | code(row i, 16 + 4m + c) << 4
+//   Q8_0: as Q4_0 with codes u8 q[8][64]: q[k][4 i + c] = qs(row i)[4k + c] ^ 0x80
 //         (offset to unsigned; the kernel subtracts 128 * sum(a)).
 //   Q4_K (ns = cols / 256 super-blocks), per super-block, 2368 bytes:
 //     u16 d[16], u16 dmin[16];  u8 sc[8][16];  u8 m[4][16][2] = (m[2p][i], m[2p+1][i]);
@@ -37,11 +39,20 @@ struct PackedWeights {
   DType type = DType::kF32;
   int64_t rows = 0, cols = 0;
   int64_t group_bytes = 0;  // bytes per group of kPackRows rows (a multiple of 64)
-  int64_t codes_offset = 0;  // Q4_0 / Q8_0: where the codes start within a group
   StreamBuffer<uint8_t> data;  // 64-byte aligned, huge pages
   const uint8_t* Group(int64_t g) const { return data.get() + g * group_bytes; }
   size_t bytes() const { return size_t(rows / kPackRows * group_bytes); }
 };
+
+// Q4_0 / Q8_0 (code_bytes 256 / 512 per block of 16 rows): where block b's
+// 16 scales and its codes start within a group.
+inline int64_t PackedScaleOffset(int64_t b, int64_t code_bytes) {
+  return (b >> 1) * (64 + 2 * code_bytes) + (b & 1) * 32;
+}
+inline int64_t PackedCodesOffset(int64_t b, int64_t code_bytes) {
+  return (b >> 1) * (64 + 2 * code_bytes) + 64 + (b & 1) * code_bytes;
+}
+inline int64_t PackedLegacyGroupBytes(int64_t nb, int64_t code_bytes) { return (nb + 1) / 2 * 64 + nb * code_bytes; }
 
 // True when `type` has a packed layout (Q4_0, Q8_0, Q4_K).
 bool HasPackedLayout(DType type);
