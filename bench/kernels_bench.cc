@@ -110,7 +110,13 @@ void Run(int threads, const std::vector<std::string>& formats) {
   struct Shape {
     int64_t out, in;
   };
-  for (const Shape s : {Shape{5632, 2048}, Shape{2048, 5632}}) {
+  // TinyLlama-1.1B's MLP and attention-projection shapes (KB_SHAPES=mlp or attn picks one kind).
+  const char* shapes_env = std::getenv("KB_SHAPES");
+  const std::string kind = shapes_env ? shapes_env : "";
+  std::vector<Shape> shapes;
+  if (kind != "attn") shapes.insert(shapes.end(), {Shape{5632, 2048}, Shape{2048, 5632}});
+  if (kind != "mlp") shapes.insert(shapes.end(), {Shape{2048, 2048}, Shape{256, 2048}});
+  for (const Shape s : shapes) {
     for (std::string name : formats) {
       // "q4_0p": the packed layout of q4_0.
       const bool pack = name.size() > 1 && name.back() == 'p' && FindFormatByName(name.substr(0, name.size() - 1));

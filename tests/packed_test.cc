@@ -9,7 +9,9 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "formats/all_formats.h"
@@ -103,6 +105,40 @@ TEST(Packed, KernelEqualsLayoutReferenceBitForBit) {
                 << target.name << " output " << i << ": " << y[i] << " vs " << y_ref[i];
         }
       }
+  }
+}
+
+// Products that share their input in one call (q/k/v, gate/up) give each
+// product's MatMulPacked bits, for mixed types and row counts, 1-3 threads
+// (the balanced loop's chunks land on either thread) and 1 or 5 tokens.
+TEST(Packed, SharedInputProductsEqualSeparateCalls) {
+  std::mt19937_64 rng(Seed() ^ 4);
+  const int64_t cols = 512;
+  const std::pair<DType, int64_t> shapes[] = {
+      {DTypeOf<Q4_0Format>(), 160}, {DTypeOf<Q4_KFormat>(), 32}, {DTypeOf<Q8_0Format>(), 48}, {DTypeOf<Q4_0Format>(), 16}};
+  std::vector<testing::Weights> weights;
+  for (const auto& [t, rows] : shapes) weights.push_back(testing::MakeWeights(t, Gaussians(rng, size_t(rows * cols)), rows, cols));
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<std::unique_ptr<PackedWeights>> packed;
+    for (const auto& w : weights) packed.push_back(PackWeights(w.view, pool));
+    for (int64_t n : {1, 5}) {
+      SCOPED_TRACE(::testing::Message() << threads << " threads, n " << n);
+      const std::vector<float> x = Gaussians(rng, size_t(n * cols));
+      std::vector<std::vector<float>> y(packed.size()), y_one(packed.size());
+      std::vector<PackedProduct> products;
+      for (size_t i = 0; i < packed.size(); ++i) {
+        y[i].assign(size_t(n * packed[i]->rows), NAN);
+        y_one[i].assign(y[i].size(), NAN);
+        products.push_back({packed[i].get(), y[i].data()});
+        MatMulPacked(*packed[i], x.data(), n, y_one[i].data(), pool);
+      }
+      MatMulPackedMany(products, x.data(), n, pool);
+      for (size_t i = 0; i < packed.size(); ++i)
+        for (size_t j = 0; j < y[i].size(); ++j)
+          ASSERT_EQ(std::bit_cast<uint32_t>(y[i][j]), std::bit_cast<uint32_t>(y_one[i][j]))
+              << "product " << i << " output " << j;
+    }
   }
 }
 

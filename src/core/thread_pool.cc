@@ -44,24 +44,34 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
-  if (num_threads_ == 1 || n == 1) {
-    fn(0, n);
-    return;
-  }
+void ThreadPool::Publish(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
   job_ = &fn;
   job_n_ = n;
+  job_chunk_ = chunk;
+  job_static_ = chunk > 0 ? n - n / kTailShare : n;
+  next_.store(job_static_, std::memory_order_relaxed);
   pending_.store(num_threads_ - 1, std::memory_order_relaxed);
   generation_.fetch_add(1);  // seq_cst: publishes the job, ordered before the sleepers_ read
   if (sleepers_.load() > 0) {
     { std::lock_guard lock(mutex_); }
     start_cv_.notify_all();
   }
+}
+
+void ThreadPool::RunPart(int index) {
   int64_t begin, end;
-  Range(n, num_threads_, 0, &begin, &end);
-  if (begin < end) fn(begin, end);
-  // The workers' ranges are as long as ours: spin, yielding now and then in
+  Range(job_static_, num_threads_, index, &begin, &end);
+  if (begin < end) (*job_)(begin, end);
+  if (job_chunk_ == 0) return;
+  for (;;) {
+    const int64_t b = next_.fetch_add(job_chunk_, std::memory_order_relaxed);
+    if (b >= job_n_) return;
+    (*job_)(b, std::min(job_n_, b + job_chunk_));
+  }
+}
+
+void ThreadPool::WaitForWorkers() {
+  // The workers' parts are as long as ours: spin, yielding now and then in
   // case a worker was descheduled (an oversubscribed machine).
   for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
     if (spins < 4096) {
@@ -71,6 +81,28 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
     }
   }
   job_ = nullptr;
+}
+
+void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (num_threads_ == 1 || n == 1) {
+    fn(0, n);
+    return;
+  }
+  Publish(n, 0, fn);
+  RunPart(0);
+  WaitForWorkers();
+}
+
+void ThreadPool::ParallelForBalanced(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (num_threads_ == 1 || n == 1) {
+    fn(0, n);
+    return;
+  }
+  Publish(n, std::max<int64_t>(1, chunk), fn);
+  RunPart(0);
+  WaitForWorkers();
 }
 
 uint64_t ThreadPool::WaitForJob(uint64_t seen) {
@@ -94,11 +126,7 @@ void ThreadPool::WorkerLoop(int index) {
   for (;;) {
     seen = WaitForJob(seen);
     if (stop_.load()) return;
-    const std::function<void(int64_t, int64_t)>* job = job_;
-    const int64_t n = job_n_;
-    int64_t begin, end;
-    Range(n, num_threads_, index, &begin, &end);
-    if (begin < end) (*job)(begin, end);
+    RunPart(index);
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }

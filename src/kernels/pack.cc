@@ -294,9 +294,41 @@ void GemmPackedGroupsRef(const PackedWeights& p, const PackedActivations& a, flo
 }
 
 void MatMulPacked(const PackedWeights& p, const float* x, int64_t n, float* y, ThreadPool& pool) {
-  if (n <= 0) return;
-  const PackedActivations a = QuantizePackedActivations(p.type, x, n, p.cols, pool);
-  pool.ParallelFor(p.rows / R, [&](int64_t g0, int64_t g1) { GemmPackedGroups(p, a, y, g0, g1); });
+  const PackedProduct one{&p, y};
+  MatMulPackedMany({&one, 1}, x, n, pool);
+}
+
+void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool) {
+  if (n <= 0 || products.empty()) return;
+  // Activations per distinct weight type; group index ranges per product.
+  std::vector<PackedActivations> acts;
+  acts.reserve(products.size());  // act_of points into it
+  std::vector<const PackedActivations*> act_of(products.size());
+  std::vector<int64_t> first(products.size() + 1, 0);
+  int64_t max_group_bytes = 0;
+  for (size_t i = 0; i < products.size(); ++i) {
+    const PackedWeights& w = *products[i].w;
+    LOWBIT_CHECK(w.cols == products[0].w->cols);
+    size_t j = 0;
+    while (j < i && products[j].w->type != w.type) ++j;
+    if (j == i) {
+      acts.push_back(QuantizePackedActivations(w.type, x, n, w.cols, pool));
+      act_of[i] = &acts.back();
+    } else {
+      act_of[i] = act_of[j];
+    }
+    first[i + 1] = first[i] + w.rows / R;
+    max_group_bytes = std::max(max_group_bytes, w.group_bytes);
+  }
+  // Claimed chunks of about 64 KiB of weights: few enough atomic claims per
+  // call, small enough to even out the threads' finishing times.
+  const int64_t chunk = std::max<int64_t>(1, (64 << 10) / max_group_bytes);
+  pool.ParallelForBalanced(first.back(), chunk, [&](int64_t g0, int64_t g1) {
+    for (size_t i = 0; i < products.size() && g0 < g1; ++i) {
+      const int64_t b = std::max(g0, first[i]), e = std::min(g1, first[i + 1]);
+      if (b < e) GemmPackedGroups(*products[i].w, *act_of[i], products[i].y, b - first[i], e - first[i]);
+    }
+  });
 }
 
 }  // namespace lowbit

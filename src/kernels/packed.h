@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "core/stream_buffer.h"
 #include "core/tensor.h"
@@ -70,6 +71,17 @@ void UnpackWeights(const PackedWeights& p, uint8_t* out);
 // y (n, rows) = x (n, cols) @ W^T with the packed weights, activations
 // quantized to the format's activation type (Q8_0 / Q8_K) as MatMulQuant does.
 void MatMulPacked(const PackedWeights& p, const float* x, int64_t n, float* y, ThreadPool& pool);
+
+// Several products that share their input x (a block's q/k/v, gate/up):
+// y_i (n, rows_i) = x (n, cols) @ W_i^T. The activations are quantized once
+// per weight type, and the groups of all products are one balanced parallel
+// loop, so the threads hand off once instead of once per product. Each y_i
+// equals MatMulPacked's bit for bit.
+struct PackedProduct {
+  const PackedWeights* w;
+  float* y;
+};
+void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool);
 
 // Quantized activations in the layout the packed kernels read (built from the
 // Q8_0 / Q8_K blocks of the reference quantizers):

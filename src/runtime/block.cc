@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 #include "formats/format.h"
 #include "kernels/dot_ref.h"
 #include "kernels/matmul.h"
+#include "kernels/packed.h"
 #include "kernels/w8a8.h"
 #include "model/model.h"
 #include "runtime/ops.h"
@@ -77,14 +80,39 @@ struct BlockOps {
     const TensorView& w = Tensor(name);
     if (a.on_matmul_input != nullptr && *a.on_matmul_input) (*a.on_matmul_input)(w, in, n);
     if (a.stop_after != nullptr && std::strcmp(a.stop_after, name) == 0) return true;
+    Product(w, in, y);
+    return false;
+  }
+
+  void Product(const TensorView& w, const float* in, float* y) const {
     // W8A8 / LLM.int8() files: the weight's activation spec picks the int8
     // kernels (a substituted weight of another type runs in float).
     const auto act = c.activations.find(w.name);
     if (act != c.activations.end() && IsW8A8Weight(w.type)) {
       MatMulW8A8(w, ActQuantFor(act->second), in, n, y, *a.pool, a.reference);
-      return false;
+      return;
     }
     lowbit::MatMul(w, in, n, y, *a.pool, a.reference);
+  }
+
+  // Products that share their input `in` (q/k/v, gate/up): hooks and
+  // stop_after as for MatMul in turn, then, when every weight is packed (and
+  // no W8A8 spec or reference run), one fused call (MatMulPackedMany: one
+  // activation quantization, one parallel loop); otherwise MatMul each.
+  bool MatMulShared(std::initializer_list<std::pair<const char*, float*>> products, const float* in) const {
+    std::vector<PackedProduct> packed;
+    for (const auto& [name, y] : products) {
+      const TensorView& w = Tensor(name);
+      if (a.on_matmul_input != nullptr && *a.on_matmul_input) (*a.on_matmul_input)(w, in, n);
+      if (a.stop_after != nullptr && std::strcmp(a.stop_after, name) == 0) return true;
+      if (w.packed != nullptr && !a.reference && c.activations.find(w.name) == c.activations.end())
+        packed.push_back({static_cast<const PackedWeights*>(w.packed), y});
+    }
+    if (packed.size() == products.size()) {
+      MatMulPackedMany(packed, in, n, *a.pool);
+      return false;
+    }
+    for (const auto& [name, y] : products) Product(Tensor(name), in, y);
     return false;
   }
 
@@ -127,9 +155,9 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
       std::copy(row + 2 * d, row + 3 * d, &v[size_t(t * d)]);
     }
   } else {
-    if (ops.MatMul("attn_q.weight", xn.data(), q.data())) return true;
-    if (ops.MatMul("attn_k.weight", xn.data(), k.data())) return true;
-    if (ops.MatMul("attn_v.weight", xn.data(), v.data())) return true;
+    if (ops.MatMulShared({{"attn_q.weight", q.data()}, {"attn_k.weight", k.data()}, {"attn_v.weight", v.data()}},
+                         xn.data()))
+      return true;
     if (c.qkv_bias) {
       AddBias(ops.Tensor("attn_q.bias"), n, q.data());
       AddBias(ops.Tensor("attn_k.bias"), n, k.data());
@@ -191,8 +219,7 @@ bool BlockMlpHidden(const BlockContextArgs& args, const float* x, int64_t n, flo
   } else {
     // SwiGLU: h = silu(xn @ Wgate^T) * (xn @ Wup^T)
     std::vector<float> gate(hidden);  // (n, f)
-    if (ops.MatMul("ffn_gate.weight", xn.data(), gate.data())) return true;
-    if (ops.MatMul("ffn_up.weight", xn.data(), h)) return true;
+    if (ops.MatMulShared({{"ffn_gate.weight", gate.data()}, {"ffn_up.weight", h}}, xn.data())) return true;
     for (size_t i = 0; i < hidden; ++i) h[i] *= Silu(gate[i]);
   }
   return false;
