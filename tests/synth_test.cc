@@ -184,7 +184,8 @@ TEST(Bench, SmokeJsonHasEveryField) {
   const nlohmann::json j = nlohmann::json::parse(r.output);
   for (const char* k :
        {"pp_tokens_per_s", "pp_tokens_per_s_stdev", "tg_tokens_per_s", "tg_tokens_per_s_stdev", "model_bytes",
-        "bytes_per_token", "read_bandwidth_gb_s", "tg_roofline_tokens_per_s", "roofline_fraction", "threads", "p", "n"})
+        "bytes_per_token", "read_bandwidth_gb_s", "tg_roofline_tokens_per_s", "roofline_fraction",
+        "roofline_fraction_paired", "threads", "p", "n"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["threads"], 2);
   EXPECT_EQ(j["p"], 8);
@@ -192,6 +193,8 @@ TEST(Bench, SmokeJsonHasEveryField) {
   EXPECT_GT(j["pp_tokens_per_s"].get<double>(), 0);
   EXPECT_GT(j["tg_tokens_per_s"].get<double>(), 0);
   EXPECT_GT(j["read_bandwidth_gb_s"].get<double>(), 0);
+  // One repetition: the passes beside it are at most the best pass.
+  EXPECT_GE(j["roofline_fraction_paired"].get<double>(), j["roofline_fraction"].get<double>() * (1 - 1e-12));
   // Per token: every matrix but the embedding, output head included.
   const uint64_t model_bytes = j["model_bytes"], per_token = j["bytes_per_token"];
   EXPECT_EQ(model_bytes - per_token, uint64_t(32000) * 256 * 2);

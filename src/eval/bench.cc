@@ -161,29 +161,37 @@ BenchResult RunBench(const Model& model, const BenchOptions& o,
       pp.push_back(run_pp());
     }
   }
-  // The read bandwidth of a shared machine drifts (seen here: 33 to 64 GB/s
-  // within minutes), so probe passes alternate with the tg repetitions and
-  // the best pass is the roofline.
+  // The read bandwidth of a shared machine drifts (seen here: 33 to 65 GB/s
+  // within minutes), so a probe pass comes before and after every tg
+  // repetition; the best pass is the roofline, and each repetition is also
+  // set against the faster pass beside it (roofline_fraction_paired).
   if (o.bandwidth_runs <= 0) Fail("bench: need at least one bandwidth run");
   step("read bandwidth");
   ReadProbe probe(r.threads, o.bandwidth_bytes);
-  double best_bandwidth = probe.Run();
-  int probe_runs = 1;
+  std::vector<double> passes = {probe.Run()};
+  std::vector<double> paired;
   if (o.gen_tokens > 0) {
     step("warmup tg");
     run_tg(1);
     for (int k = 0; k < o.repetitions; ++k) {
       ThrowIfInterrupted();
-      if (probe_runs < o.bandwidth_runs) best_bandwidth = std::max(best_bandwidth, probe.Run()), ++probe_runs;
       step(fmt::format("tg{} {}/{}", o.gen_tokens, k + 1, o.repetitions));
       tg.push_back(run_tg(o.gen_tokens));
+      passes.push_back(probe.Run());
+      const double beside = std::max(passes[passes.size() - 2], passes.back());
+      if (r.bytes_per_token > 0) paired.push_back(tg.back() * double(r.bytes_per_token) / beside);
     }
   }
   r.pp_tokens_per_s = MeanAndStdev(pp);
   r.tg_tokens_per_s = MeanAndStdev(tg);
 
-  for (; probe_runs < o.bandwidth_runs; ++probe_runs) best_bandwidth = std::max(best_bandwidth, probe.Run());
-  r.read_bandwidth_gb_s = best_bandwidth / 1e9;
+  while (int(passes.size()) < o.bandwidth_runs) passes.push_back(probe.Run());
+  r.read_bandwidth_gb_s = *std::max_element(passes.begin(), passes.end()) / 1e9;
+  if (!paired.empty()) {
+    std::sort(paired.begin(), paired.end());
+    const size_t m = paired.size() / 2;
+    r.roofline_fraction_paired = paired.size() % 2 ? paired[m] : 0.5 * (paired[m - 1] + paired[m]);
+  }
   if (r.bytes_per_token > 0) r.tg_roofline_tokens_per_s = r.read_bandwidth_gb_s * 1e9 / double(r.bytes_per_token);
   if (r.tg_roofline_tokens_per_s > 0) r.roofline_fraction = r.tg_tokens_per_s.mean / r.tg_roofline_tokens_per_s;
   return r;

@@ -25,7 +25,7 @@ struct BenchOptions {
   int threads = 0;                           // <= 0: one per core
   uint64_t seed = 1234;                      // for the random token ids
   size_t bandwidth_bytes = size_t(1) << 30;  // buffer for the read-bandwidth probe (far above any L3)
-  int bandwidth_runs = 5;                    // best of
+  int bandwidth_runs = 5;                    // best of (at least repetitions + 1 when tg runs)
   bool pack_weights = true;                  // SessionOptions::pack_weights
 };
 
@@ -42,6 +42,10 @@ struct BenchResult {
   double read_bandwidth_gb_s = 0;
   double tg_roofline_tokens_per_s = 0;  // read bandwidth / bytes_per_token
   double roofline_fraction = 0;         // tg mean / roofline
+  // Median over the tg repetitions of tg / (bandwidth of the faster of the
+  // two probe passes either side of the repetition / bytes_per_token): the
+  // share of the roofline at the time, on a machine whose bandwidth drifts.
+  double roofline_fraction_paired = 0;
 };
 
 // Bytes of weights a generated token reads: every tensor except the
