@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 
 #include "formats/format.h"
-#include "kernels/dot_ref.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/packed.h"
 #include "kernels/w8a8.h"
@@ -181,18 +181,9 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
       const int kvh = h / group;
       const float* qh = &q[size_t(t * q_dim + h * hd)];
       const int64_t len = pos0 + t + 1;
-      for (int64_t p = 0; p < len; ++p) {
-        const float* kp = kc + size_t(p * kv_dim + kvh * hd);
-        scores[size_t(p)] = DotF32Ref(qh, kp, hd) * att_scale;
-      }
-      Softmax(scores.data(), len);
       float* o = &att_out[size_t(t * q_dim + h * hd)];
-      std::fill(o, o + hd, 0.0f);
-      for (int64_t p = 0; p < len; ++p) {
-        const float* vp = vc + size_t(p * kv_dim + kvh * hd);
-        const float a = scores[size_t(p)];
-        for (int64_t i = 0; i < hd; ++i) o[i] += a * vp[i];
-      }
+      (args.reference ? AttendHeadRef : AttendHead)(qh, kc + kvh * hd, vc + kvh * hd, len, kv_dim, hd, att_scale,
+                                                    scores.data(), o);
     }
   });
   return false;
@@ -220,7 +211,7 @@ bool BlockMlpHidden(const BlockContextArgs& args, const float* x, int64_t n, flo
     // SwiGLU: h = silu(xn @ Wgate^T) * (xn @ Wup^T)
     std::vector<float> gate(hidden);  // (n, f)
     if (ops.MatMulShared({{"ffn_gate.weight", gate.data()}, {"ffn_up.weight", h}}, xn.data())) return true;
-    for (size_t i = 0; i < hidden; ++i) h[i] *= Silu(gate[i]);
+    (args.reference ? SwiGluInPlaceRef : SwiGluInPlace)(h, gate.data(), int64_t(hidden));
   }
   return false;
 }
