@@ -71,11 +71,17 @@ void ThreadPool::RunPart(int index) {
 }
 
 void ThreadPool::WaitForWorkers() {
-  // The workers' parts are as long as ours: spin, yielding now and then in
-  // case a worker was descheduled (an oversubscribed machine).
+  // The workers' parts are as long as ours: spin for up to kSpinMicros, then
+  // yield in case a worker was descheduled (an oversubscribed machine). A
+  // fixed count of pauses was too short on Zen 4 (a few ns each): the caller
+  // went into sched_yield on ordinary end-of-product waits, 1.5% of a token.
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::microseconds(kSpinMicros);
+  bool spin = true;
   for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < 4096) {
+    if (spin) {
       LOWBIT_CPU_RELAX();
+      if ((spins & 63) == 63 && Clock::now() > deadline) spin = false;
     } else {
       std::this_thread::yield();
     }
