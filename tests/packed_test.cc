@@ -9,11 +9,13 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <utility>
 #include <vector>
 
+#include "core/half.h"
 #include "formats/all_formats.h"
 #include "formats/format.h"
 #include "hwy/targets.h"
@@ -105,6 +107,61 @@ TEST(Packed, KernelEqualsLayoutReferenceBitForBit) {
                 << target.name << " output " << i << ": " << y[i] << " vs " << y_ref[i];
         }
       }
+  }
+}
+
+// The activations the packed kernels read are the reference quantizer's
+// Q8_0 / Q8_K blocks, split into arrays: codes, scales and sums equal on
+// every target, for Gaussian rows with a zero block, a block of huge values
+// and a NaN block (the reference path).
+TEST(Packed, ActivationsAreTheReferenceBlocksSplit) {
+  std::mt19937_64 rng(Seed() ^ 5);
+  for (DType t : kTypes) {
+    const FormatInfo& af = GetFormat(GetFormat(t).activation);
+    SCOPED_TRACE(std::string(GetFormat(t).name));
+    const int64_t cols = 1024, n = 3, bs = af.block_size, nblk = cols / bs;
+    std::vector<float> x = Gaussians(rng, size_t(n * cols));
+    std::fill(x.begin() + bs, x.begin() + 2 * bs, 0.0f);           // token 0, block 1: zeros
+    for (int64_t i = 0; i < bs; ++i) x[size_t(cols + i)] *= 1e30f;  // token 1, block 0: beyond f16
+    x[size_t(2 * cols + 3 * bs + 5)] = NAN;                         // token 2, block 3: NaN
+    std::vector<uint8_t> blocks(af.RowBytes(cols) * size_t(n));
+    af.quantize(x.data(), n, cols, blocks.data(), nullptr);
+    for (const KernelTarget& target : KernelTargets()) {
+      SCOPED_TRACE(target.name);
+      hwy::SetSupportedTargetsForTest(target.bits);
+      ThreadPool pool(2);
+      const PackedActivations a = QuantizePackedActivations(t, x.data(), n, cols, pool);
+      hwy::SetSupportedTargetsForTest(0);
+      for (int64_t tok = 0; tok < n; ++tok)
+        for (int64_t b = 0; b < nblk; ++b) {
+          const uint8_t* blk = blocks.data() + size_t(tok) * af.RowBytes(cols) + size_t(b) * af.block_bytes;
+          const float* scale = a.scale.get() + tok * nblk + b;
+          const int8_t* codes = a.codes.get() + tok * cols + b * bs;
+          const int32_t* sums = a.sums.get() + tok * a.sums_per_row;
+          SCOPED_TRACE(::testing::Message() << "token " << tok << " block " << b);
+          if (t == DTypeOf<Q4_KFormat>()) {  // Q8_K: f32 d, 256 codes, 16 i16 sums of 16
+            float d;
+            std::memcpy(&d, blk, 4);
+            ASSERT_EQ(std::bit_cast<uint32_t>(*scale), std::bit_cast<uint32_t>(d));
+            ASSERT_EQ(std::memcmp(codes, blk + 4, 256), 0);
+            int16_t bsums[16];
+            std::memcpy(bsums, blk + 260, sizeof(bsums));
+            for (int p = 0; p < 4; ++p) {
+              ASSERT_EQ(int16_t(sums[4 * b + p] & 0xffff), bsums[4 * p] + bsums[4 * p + 1]);
+              ASSERT_EQ(int16_t(uint32_t(sums[4 * b + p]) >> 16), bsums[4 * p + 2] + bsums[4 * p + 3]);
+            }
+          } else {  // Q8_0: f16 d, 32 codes; sums = (-8 or -128) x code sum
+            uint16_t dh;
+            std::memcpy(&dh, blk, 2);
+            const float d = F16ToF32(dh);
+            ASSERT_TRUE(std::bit_cast<uint32_t>(*scale) == std::bit_cast<uint32_t>(d) || (std::isnan(d) && std::isnan(*scale)));
+            ASSERT_EQ(std::memcmp(codes, blk + 2, 32), 0);
+            int32_t sum = 0;
+            for (int j = 0; j < 32; ++j) sum += int8_t(blk[2 + j]);
+            ASSERT_EQ(sums[b], (t == DTypeOf<Q4_0Format>() ? -8 : -128) * sum);
+          }
+        }
+    }
   }
 }
 

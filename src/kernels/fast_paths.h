@@ -25,6 +25,13 @@ bool QuantBlockSums(DType type, const uint8_t* w, const uint8_t* a, int64_t n, i
 // Quantizes rows x n activations to `act` with a SIMD quantizer whose bytes
 // equal the reference's (quantize_act.cc); false when `act` has none.
 bool QuantizeActivations(DType act, const float* x, int64_t rows, int64_t n, uint8_t* out);
+// One row of n activations to `act` (Q8_0 or Q8_K), the same numbers as
+// QuantizeActivations' blocks split into arrays (packed.h's
+// PackedActivations): codes (n), scale (blocks; f16-rounded for Q8_0), and
+// sums: Q8_0 factor x each block's code sum; Q8_K 4 i32 per block, the sums
+// of sub-blocks (2p, 2p + 1) of 32 as (low 16 bits, high 16 bits).
+void QuantizeActivationsSplit(DType act, const float* x, int64_t n, int8_t* codes, float* scale, int32_t* sums,
+                              int32_t factor);
 
 // Output rows per tile of the register-blocked kernels; MatMul splits work
 // over threads in whole tiles so every tile but the last is full.

@@ -196,36 +196,11 @@ PackedActivations QuantizePackedActivations(DType weight_type, const float* x, i
   a.codes.reset(new int8_t[size_t(n * cols)]);
   a.scale.reset(new float[size_t(n * a.nblk)]);
   a.sums.reset(new int32_t[size_t(n * a.sums_per_row)]);
-  const int offset = IsQ4_0(weight_type) ? -8 : -128;
-  const size_t a_row = af.RowBytes(cols);
+  const int32_t factor = IsQ4_0(weight_type) ? -8 : -128;  // unused for Q8_K
   pool.ParallelFor(n, [&](int64_t t0, int64_t t1) {
-    std::vector<uint8_t> blocks(a_row);
-    for (int64_t t = t0; t < t1; ++t) {
-      if (!QuantizeActivations(af.id, x + t * cols, 1, cols, blocks.data()))
-        af.quantize(x + t * cols, 1, cols, blocks.data(), nullptr);
-      int8_t* codes = a.codes.get() + t * cols;
-      float* scale = a.scale.get() + t * a.nblk;
-      int32_t* sums = a.sums.get() + t * a.sums_per_row;
-      for (int64_t b = 0; b < a.nblk; ++b) {
-        const uint8_t* blk = blocks.data() + size_t(b) * size_t(af.block_bytes);
-        if (k) {  // Q8_K: f32 d, 256 codes, 16 i16 sums of 16
-          std::memcpy(&scale[b], blk, 4);
-          std::memcpy(codes + b * 256, blk + 4, 256);
-          int16_t bsums[16];
-          std::memcpy(bsums, blk + 4 + 256, sizeof(bsums));
-          for (int p = 0; p < 4; ++p) {
-            const int32_t lo = bsums[4 * p] + bsums[4 * p + 1], hi = bsums[4 * p + 2] + bsums[4 * p + 3];
-            sums[4 * b + p] = int32_t(uint32_t(lo) & 0xffff) | int32_t(uint32_t(hi) << 16);
-          }
-        } else {  // Q8_0: f16 d, 32 codes
-          scale[b] = F16ToF32(LoadU16(blk));
-          std::memcpy(codes + b * 32, blk + 2, 32);
-          int32_t s = 0;
-          for (int j = 0; j < 32; ++j) s += codes[b * 32 + j];
-          sums[b] = offset * s;
-        }
-      }
-    }
+    for (int64_t t = t0; t < t1; ++t)
+      QuantizeActivationsSplit(af.id, x + t * cols, cols, a.codes.get() + t * cols, a.scale.get() + t * a.nblk,
+                               a.sums.get() + t * a.sums_per_row, factor);
   });
   return a;
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/error.h"
 #include "core/half.h"
 #include "formats/all_formats.h"
 #include "formats/format.h"
@@ -93,49 +94,102 @@ void QuantizeRowsQ8(const float* x, int64_t rows, int64_t n, uint8_t* out, bool 
 // magnitude), q = min(127, round_half_even(iscale * x)), bsums of 16, d =
 // 1 / iscale; an all-zero block stays zero. Blocks with NaN or inf go to the
 // reference.
-void QuantizeRowsQ8K(const float* x, int64_t rows, int64_t n, uint8_t* out) {
+// One Q8_K block of 256 finite floats: d, 256 codes and 16 sums of 16;
+// false (nothing written) when the block holds NaN or inf.
+HWY_INLINE bool QuantizeBlockQ8K(const float* xb, float* d_out, int8_t* qs, int16_t* bsums) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<int8_t, decltype(df)> d8;
   const size_t lanes = hn::Lanes(df);
+  auto vmax = hn::Zero(df);
+  auto bad = hn::Lt(vmax, vmax);  // all false
+  for (size_t i = 0; i < 256; i += lanes) {
+    const auto a = hn::Abs(hn::LoadU(df, xb + i));
+    bad = hn::Or(bad, hn::Not(hn::Lt(a, hn::Set(df, INFINITY))));
+    vmax = hn::Max(vmax, a);
+  }
+  if (!hn::AllFalse(df, bad)) return false;
+  const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  if (amax == 0.0f) {
+    *d_out = 0.0f;
+    std::memset(qs, 0, 256);
+    std::memset(bsums, 0, 16 * sizeof(int16_t));
+    return true;
+  }
+  int first = 0;
+  while (std::fabs(xb[first]) != amax) ++first;
+  const float iscale = -127.f / xb[first];
+  const auto vscale = hn::Set(df, iscale), hi = hn::Set(df, 127.0f);
+  for (int j = 0; j < 16; ++j) {
+    auto sum = hn::Zero(di);
+    for (size_t i = 0; i < 16; i += lanes) {
+      const size_t k = size_t(16 * j) + i;
+      const auto q = hn::ConvertTo(di, hn::Min(hn::Round(hn::Mul(hn::LoadU(df, xb + k), vscale)), hi));
+      sum = hn::Add(sum, q);
+      hn::StoreU(hn::DemoteTo(d8, q), d8, qs + k);
+    }
+    bsums[j] = int16_t(hn::GetLane(hn::SumOfLanes(di, sum)));
+  }
+  *d_out = 1 / iscale;
+  return true;
+}
+
+void QuantizeRowsQ8K(const float* x, int64_t rows, int64_t n, uint8_t* out) {
   const FormatInfo& reference = GetFormat(DTypeOf<Q8_KFormat>());
   constexpr int64_t kBytes = int64_t(sizeof(Q8_KFormat::Block));
   for (int64_t b = 0; b < rows * n / 256; ++b) {
     const float* xb = x + 256 * b;
     uint8_t* block = out + b * kBytes;
-    auto vmax = hn::Zero(df);
-    auto bad = hn::Lt(vmax, vmax);  // all false
-    for (size_t i = 0; i < 256; i += lanes) {
-      const auto a = hn::Abs(hn::LoadU(df, xb + i));
-      bad = hn::Or(bad, hn::Not(hn::Lt(a, hn::Set(df, INFINITY))));
-      vmax = hn::Max(vmax, a);
-    }
-    if (!hn::AllFalse(df, bad)) {
+    float d;
+    int16_t bsums[16];
+    if (!QuantizeBlockQ8K(xb, &d, reinterpret_cast<int8_t*>(block + 4), bsums)) {
       reference.quantize(xb, 1, 256, block, nullptr);
       continue;
     }
-    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
-    std::memset(block, 0, size_t(kBytes));
-    if (amax == 0.0f) continue;
-    int first = 0;
-    while (std::fabs(xb[first]) != amax) ++first;
-    const float iscale = -127.f / xb[first];
-    const auto vscale = hn::Set(df, iscale), hi = hn::Set(df, 127.0f);
-    int8_t* qs = reinterpret_cast<int8_t*>(block + 4);
-    int16_t bsums[16];
-    for (int j = 0; j < 16; ++j) {
-      auto sum = hn::Zero(di);
-      for (size_t i = 0; i < 16; i += lanes) {
-        const size_t k = size_t(16 * j) + i;
-        const auto q = hn::ConvertTo(di, hn::Min(hn::Round(hn::Mul(hn::LoadU(df, xb + k), vscale)), hi));
-        sum = hn::Add(sum, q);
-        hn::StoreU(hn::DemoteTo(d8, q), d8, qs + k);
-      }
-      bsums[j] = int16_t(hn::GetLane(hn::SumOfLanes(di, sum)));
-    }
-    const float d = 1 / iscale;
     std::memcpy(block, &d, 4);
     std::memcpy(block + 4 + 256, bsums, sizeof(bsums));
+  }
+}
+
+// One row of n floats split as the packed kernels read it (packed.h's
+// PackedActivations): the codes, the scale per block as f32 and, per Q8_0
+// block, `factor` x the code sum, or per Q8_K block 4 i32 pair sums of 32
+// (low 16 bits: sub-block 2p, high: 2p + 1). The same numbers as the blocks
+// QuantizeRowsQ8 / QuantizeRowsQ8K write, without a copy through them.
+void QuantizeRowSplit(bool q8k, const float* x, int64_t n, int8_t* codes, float* scale, int32_t* sums,
+                      int32_t factor) {
+  if (q8k) {
+    for (int64_t b = 0; b < n / 256; ++b) {
+      int16_t bsums[16];
+      if (!QuantizeBlockQ8K(x + 256 * b, &scale[b], codes + 256 * b, bsums)) {
+        uint8_t block[sizeof(Q8_KFormat::Block)];
+        GetFormat(DTypeOf<Q8_KFormat>()).quantize(x + 256 * b, 1, 256, block, nullptr);
+        std::memcpy(&scale[b], block, 4);
+        std::memcpy(codes + 256 * b, block + 4, 256);
+        std::memcpy(bsums, block + 4 + 256, sizeof(bsums));
+      }
+      for (int p = 0; p < 4; ++p) {
+        const int32_t lo = bsums[4 * p] + bsums[4 * p + 1], hi = bsums[4 * p + 2] + bsums[4 * p + 3];
+        sums[4 * b + p] = int32_t(uint32_t(lo) & 0xffff) | int32_t(uint32_t(hi) << 16);
+      }
+    }
+    return;
+  }
+  for (int64_t b = 0; b < n / 32; ++b) {
+    float d;
+    int32_t sum;
+    if (!QuantizeBlock32(x + 32 * b, codes + 32 * b, &d, &sum)) {
+      uint8_t block[34];
+      GetFormat(DTypeOf<Q8_0Format>()).quantize(x + 32 * b, 1, 32, block, nullptr);
+      uint16_t dh;
+      std::memcpy(&dh, block, 2);
+      d = F16ToF32(dh);
+      std::memcpy(codes + 32 * b, block + 2, 32);
+      sum = 0;
+      for (int j = 0; j < 32; ++j) sum += codes[32 * b + j];
+    }
+    scale[b] = F16ToF32(F32ToF16(d));
+    sums[b] = factor * sum;
   }
 }
 
@@ -148,6 +202,7 @@ namespace lowbit {
 
 HWY_EXPORT(QuantizeRowsQ8);
 HWY_EXPORT(QuantizeRowsQ8K);
+HWY_EXPORT(QuantizeRowSplit);
 
 bool QuantizeActivations(DType act, const float* x, int64_t rows, int64_t n, uint8_t* out) {
   if (act == DTypeOf<Q8_KFormat>()) {
@@ -158,6 +213,12 @@ bool QuantizeActivations(DType act, const float* x, int64_t rows, int64_t n, uin
   if (!q8_0 && !q8_1) return false;
   HWY_DYNAMIC_DISPATCH(QuantizeRowsQ8)(x, rows, n, out, q8_1);
   return true;
+}
+
+void QuantizeActivationsSplit(DType act, const float* x, int64_t n, int8_t* codes, float* scale, int32_t* sums,
+                              int32_t factor) {
+  LOWBIT_CHECK(act == DTypeOf<Q8_KFormat>() || act == DTypeOf<Q8_0Format>());
+  HWY_DYNAMIC_DISPATCH(QuantizeRowSplit)(act == DTypeOf<Q8_KFormat>(), x, n, codes, scale, sums, factor);
 }
 
 }  // namespace lowbit
