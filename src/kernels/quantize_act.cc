@@ -27,6 +27,22 @@ namespace lowbit {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// The largest |x| of `count` floats (a multiple of the lane count) in
+// *amax; false when any of them is NaN or inf.
+HWY_INLINE bool FiniteAbsMax(const float* x, size_t count, float* amax) {
+  const hn::ScalableTag<float> df;
+  auto vmax = hn::Zero(df);
+  auto bad = hn::Lt(vmax, vmax);  // all false
+  for (size_t i = 0; i < count; i += hn::Lanes(df)) {
+    const auto a = hn::Abs(hn::LoadU(df, x + i));
+    bad = hn::Or(bad, hn::Not(hn::Lt(a, hn::Set(df, INFINITY))));
+    vmax = hn::Max(vmax, a);
+  }
+  if (!hn::AllFalse(df, bad)) return false;
+  *amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  return true;
+}
+
 // Quantizes 32 finite floats to int8 codes; returns d (as f32) and the code
 // sum, or false when the block is not all finite.
 HWY_INLINE bool QuantizeBlock32(const float* x, int8_t* qs, float* d_out, int32_t* sum_out) {
@@ -34,15 +50,8 @@ HWY_INLINE bool QuantizeBlock32(const float* x, int8_t* qs, float* d_out, int32_
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<int8_t, decltype(df)> d8;
   const size_t lanes = hn::Lanes(df);
-  auto vmax = hn::Zero(df);
-  auto bad = hn::Lt(vmax, vmax);  // all false
-  for (size_t i = 0; i < 32; i += lanes) {
-    const auto a = hn::Abs(hn::LoadU(df, x + i));
-    bad = hn::Or(bad, hn::Not(hn::Lt(a, hn::Set(df, INFINITY))));
-    vmax = hn::Max(vmax, a);
-  }
-  if (!hn::AllFalse(df, bad)) return false;
-  const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  float amax;
+  if (!FiniteAbsMax(x, 32, &amax)) return false;
   // As formats/ggml_block_util.h: SaturateScale, then InverseOrZero.
   const float d = std::min(amax / 127.0f, 65504.0f);
   float id = 0.0f;
@@ -101,15 +110,8 @@ HWY_INLINE bool QuantizeBlockQ8K(const float* xb, float* d_out, int8_t* qs, int1
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<int8_t, decltype(df)> d8;
   const size_t lanes = hn::Lanes(df);
-  auto vmax = hn::Zero(df);
-  auto bad = hn::Lt(vmax, vmax);  // all false
-  for (size_t i = 0; i < 256; i += lanes) {
-    const auto a = hn::Abs(hn::LoadU(df, xb + i));
-    bad = hn::Or(bad, hn::Not(hn::Lt(a, hn::Set(df, INFINITY))));
-    vmax = hn::Max(vmax, a);
-  }
-  if (!hn::AllFalse(df, bad)) return false;
-  const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  float amax;
+  if (!FiniteAbsMax(xb, 256, &amax)) return false;
   if (amax == 0.0f) {
     *d_out = 0.0f;
     std::memset(qs, 0, 256);
