@@ -60,59 +60,38 @@ struct TileArgs {
   int64_t out;
 };
 
-template <size_t T>
-HWY_INLINE void TileQ4_0(const TileArgs& x) {
+// Q4_0 and Q8_0: per block, 8 vectors w[k] of 4 codes x 16 rows against
+// activation codes 4k..4k+3. Q4_0's 4 loads give the low nibbles (w[0..3],
+// elements 0-15) and the high nibbles kept in place (w[4..7], 16x elements
+// 16-31, shifted back after the dot); Q8_0's 8 loads are the codes.
+template <size_t T, bool kQ4>
+HWY_INLINE void TileLegacy(const TileArgs& x) {
+  constexpr int64_t kCodeBytes = kQ4 ? 256 : 512;
   const int64_t cols = x.p->cols, nb = x.a->nblk;
   const __m512i mask = _mm512_set1_epi8(0x0F);
   __m512 acc[T];
   for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* q = x.grp + PackedCodesOffset(b, 256);
-    __m512i lo[4], hi[4];
-    for (int m = 0; m < 4; ++m) {
-      const __m512i v = Load512(q + 64 * m);
-      lo[m] = _mm512_and_si512(v, mask);
-      hi[m] = _mm512_andnot_si512(mask, v);  // high nibbles in place: 16 x code
-    }
-    const __m512 dw = Half16(x.grp + PackedScaleOffset(b, 256));
-    for (size_t t = 0; t < T; ++t) {
-      const int64_t tok = x.t0 + int64_t(t);
-      const int8_t* ap = x.a->codes.get() + tok * cols + b * 32;
-      __m512i s0 = _mm512_set1_epi32(x.a->sums[size_t(tok * nb + b)]);
-      __m512i s1 = _mm512_setzero_si512();
-      for (int m = 0; m < 4; ++m) {
-        s0 = Dp(s0, lo[m], ap + 4 * m);
-        s1 = Dp(s1, hi[m], ap + 16 + 4 * m);
-      }
-      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x.a->scale[size_t(tok * nb + b)]));
-      const __m512i ints = _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));  // s1 is exactly 16x its sum
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), scale, acc[t]);
-    }
-  }
-  for (size_t t = 0; t < T; ++t) _mm512_storeu_ps(x.y + (x.t0 + int64_t(t)) * x.out, acc[t]);
-}
-
-template <size_t T>
-HWY_INLINE void TileQ8_0(const TileArgs& x) {
-  const int64_t cols = x.p->cols, nb = x.a->nblk;
-  __m512 acc[T];
-  for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* q = x.grp + PackedCodesOffset(b, 512);
+    const uint8_t* q = x.grp + PackedCodesOffset(b, kCodeBytes);
     __m512i w[8];
-    for (int k = 0; k < 8; ++k) w[k] = Load512(q + 64 * k);
-    const __m512 dw = Half16(x.grp + PackedScaleOffset(b, 512));
+    for (int k = 0; k < 4; ++k) {
+      const __m512i v = Load512(q + 64 * k);
+      w[k] = kQ4 ? _mm512_and_si512(v, mask) : v;
+      w[4 + k] = kQ4 ? _mm512_andnot_si512(mask, v) : Load512(q + 256 + 64 * k);
+    }
+    const __m512 dw = Half16(x.grp + PackedScaleOffset(b, kCodeBytes));
     for (size_t t = 0; t < T; ++t) {
       const int64_t tok = x.t0 + int64_t(t);
       const int8_t* ap = x.a->codes.get() + tok * cols + b * 32;
-      __m512i s0 = _mm512_set1_epi32(x.a->sums[size_t(tok * nb + b)]);
+      __m512i s0 = _mm512_set1_epi32(x.a->sums[size_t(tok * nb + b)]);  // the offset term
       __m512i s1 = _mm512_setzero_si512();
-      for (int k = 0; k < 8; k += 2) {
+      for (int k = 0; k < 4; ++k) {
         s0 = Dp(s0, w[k], ap + 4 * k);
-        s1 = Dp(s1, w[k + 1], ap + 4 * k + 4);
+        s1 = Dp(s1, w[4 + k], ap + 16 + 4 * k);
       }
       const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x.a->scale[size_t(tok * nb + b)]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
+      const __m512i ints = _mm512_add_epi32(s0, kQ4 ? _mm512_srai_epi32(s1, 4) : s1);  // Q4_0: s1 is 16x its sum
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), scale, acc[t]);
     }
   }
   for (size_t t = 0; t < T; ++t) _mm512_storeu_ps(x.y + (x.t0 + int64_t(t)) * x.out, acc[t]);
@@ -176,8 +155,8 @@ HWY_INLINE void TileQ4_K(const TileArgs& x) {
 
 template <size_t T>
 HWY_INLINE void Tile(const TileArgs& x) {
-  if (x.p->type == DTypeOf<Q4_0Format>()) return TileQ4_0<T>(x);
-  if (x.p->type == DTypeOf<Q8_0Format>()) return TileQ8_0<T>(x);
+  if (x.p->type == DTypeOf<Q4_0Format>()) return TileLegacy<T, true>(x);
+  if (x.p->type == DTypeOf<Q8_0Format>()) return TileLegacy<T, false>(x);
   return TileQ4_K<T>(x);
 }
 
