@@ -59,17 +59,14 @@ void Session::Eval(std::span<const int32_t> tokens, bool all_logits) {
          max_context_);
   for (int32_t t : tokens)
     if (t < 0 || t >= vocab) Fail("token id {} is out of range for a vocab of {}", t, vocab);
+  // logits_ keeps its capacity from call to call: a generated token's 128 KB
+  // of logits (vocab 32000) is not a fresh allocation (an mmap and its page
+  // faults) every token.
   logits_.clear();
-  std::vector<float> batch_logits;
   for (size_t start = 0; start < tokens.size(); start += size_t(max_batch_)) {
     const size_t n = std::min(tokens.size() - start, size_t(max_batch_));
     const bool last = start + n == tokens.size();
-    if (!all_logits && !last) {
-      EvalBatch(tokens.subspan(start, n), false, nullptr);
-      continue;
-    }
-    EvalBatch(tokens.subspan(start, n), all_logits, &batch_logits);
-    logits_.insert(logits_.end(), batch_logits.begin(), batch_logits.end());
+    EvalBatch(tokens.subspan(start, n), all_logits, all_logits || last ? &logits_ : nullptr);
   }
 }
 
@@ -108,10 +105,11 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
     LayerNorm(last_x, m.Get("output_norm.weight"), m.Get("output_norm.bias"), c.norm_eps, rows, d, xn.data());
   else
     RmsNorm(last_x, m.Get("output_norm.weight"), c.norm_eps, rows, d, xn.data());
-  out->resize(size_t(rows * V));
+  const size_t at = out->size();  // appended after earlier batches' logits
+  out->resize(at + size_t(rows * V));
   const TensorView& head = weights_(c.tied_output ? "token_embd.weight" : "output.weight");
   if (on_matmul_input) on_matmul_input(head, xn.data(), rows);
-  MatMul(head, xn.data(), rows, out->data(), *pool_, reference_);
+  MatMul(head, xn.data(), rows, out->data() + at, *pool_, reference_);
 }
 
 }  // namespace lowbit

@@ -58,6 +58,8 @@ class Session {
   std::function<void(const TensorView& weight, const float* x, int64_t n)> on_matmul_input;
 
  private:
+  // One batch through every block; appends its logits (every token's, or the
+  // last token's) to *out when out is not null.
   void EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::vector<float>* out);
 
   const Model& model_;
