@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "hwy/targets.h"
@@ -31,13 +32,18 @@ uint64_t Seed() { return testing::ReplayableSeed("attention_test"); }
 
 constexpr double kU = FLT_EPSILON / 2;  // unit roundoff of float, 2^-24
 
-// Runs body once per SIMD target, with the kernels dispatching to that target.
+// Runs body once per SIMD target, with the kernels dispatching to that
+// target; body() or body(target).
 template <typename Body>
 void ForEachTarget(const Body& body) {
   for (const KernelTarget& t : KernelTargets()) {
     SCOPED_TRACE("target " + t.name);
     hwy::SetSupportedTargetsForTest(t.bits);
-    body();
+    if constexpr (std::is_invocable_v<const Body&, const KernelTarget&>) {
+      body(t);
+    } else {
+      body();
+    }
     hwy::SetSupportedTargetsForTest(0);
   }
 }
@@ -324,6 +330,177 @@ TEST(Attention, NonFiniteInputsFollowTheReference) {
         ForEachTarget([&] { ExpectAttendMatches(c); });
       }
     }
+}
+
+// n_q query heads sharing one KV head: head j's query at q_offset +
+// j * q_stride in rows of NaN (the heads of other groups), so a read of a
+// neighbour shows.
+struct GroupCase {
+  std::vector<float> q;
+  int64_t n_q = 0, q_stride = 0, q_offset = 0;
+  HeadSlice keys, values;
+  float scale = 1.0f;
+  const float* head_q(int64_t j) const { return q.data() + q_offset + j * q_stride; }
+  float* head_q(int64_t j) { return q.data() + q_offset + j * q_stride; }
+};
+
+GroupCase RandomGroup(std::mt19937_64& rng, int64_t n_q, int64_t len, int64_t head_dim, double scale_factor) {
+  const AttendCase kv = RandomCase(rng, len, head_dim, scale_factor);  // keys, values, scale (and bounds unused)
+  GroupCase g;
+  g.n_q = n_q;
+  g.q_stride = head_dim + int64_t(rng() % 3) * head_dim + int64_t(rng() % 5);
+  g.q_offset = int64_t(rng() % uint64_t(g.q_stride - head_dim + 1));
+  g.q.assign(size_t(g.q_offset + (n_q - 1) * g.q_stride + head_dim), NAN);
+  for (int64_t j = 0; j < n_q; ++j)
+    for (int64_t i = 0; i < head_dim; ++i) g.head_q(j)[i] = float(testing::Gaussian(rng));
+  g.keys = kv.keys;
+  g.values = kv.values;
+  g.scale = kv.scale;
+  return g;
+}
+
+// One group's attention: probabilities (n_q, len) and outputs at out_stride
+// (n_q, out_stride) whose gaps and one float past the end stay -7.
+struct GroupResult {
+  std::vector<float> p, out;
+  int64_t out_stride = 0;
+};
+
+template <typename Fn>
+GroupResult RunGroup(const GroupCase& g, int64_t out_gap, const Fn& attend_group) {
+  const int64_t len = g.keys.len, hd = g.keys.head_dim;
+  GroupResult r;
+  r.out_stride = hd + out_gap;
+  r.p.assign(size_t(g.n_q * len) + 1, -7.0f);
+  r.out.assign(size_t((g.n_q - 1) * r.out_stride + hd) + 1, -7.0f);
+  attend_group(g.head_q(0), g.n_q, g.q_stride, g.keys.head(), g.values.head(), len, g.keys.stride, hd, g.scale,
+               r.p.data(), r.out.data(), r.out_stride);
+  EXPECT_EQ(r.p.back(), -7.0f);
+  EXPECT_EQ(r.out.back(), -7.0f);
+  for (int64_t j = 0; j + 1 < g.n_q; ++j)
+    for (int64_t i = hd; i < r.out_stride; ++i) EXPECT_EQ(r.out[size_t(j * r.out_stride + i)], -7.0f);
+  return r;
+}
+
+// Targets whose hn::MulAdd is one fused instruction. Elsewhere Highway
+// writes it as a product and a sum, which GCC (-ffp-contract=fast, its
+// default, and -march=native offers FMA) fuses or not depending on the code
+// around it, so the same operations per head need not give the same bits.
+bool MulAddIsFused(int64_t target) { return (target & (HWY_AVX2 | HWY_AVX3 | HWY_AVX3_DL)) != 0; }
+
+// AttendGroupRef is AttendHeadRef per head bit for bit. AttendGroup is, on
+// every target, within AttendHead's derived bounds of the reference head by
+// head, and on the targets with a fused MulAdd (every x86 CPU since Haswell
+// dispatches to one) AttendHead on that target per head bit for bit, so its
+// non-finite fallback is AttendHead's too.
+void ExpectGroupIsPerHead(const GroupCase& g, WorstRatio* worst = nullptr) {
+  const int64_t len = g.keys.len, hd = g.keys.head_dim, gap = int64_t(g.n_q % 3);
+  std::vector<AttendCase> heads(static_cast<size_t>(g.n_q));  // each head's reference and bounds
+  for (int64_t j = 0; j < g.n_q; ++j) {
+    AttendCase& c = heads[size_t(j)];
+    c.q.assign(g.head_q(j), g.head_q(j) + hd);
+    c.keys = g.keys;
+    c.values = g.values;
+    c.scale = g.scale;
+    Finish(c);
+  }
+  const auto per_head = [&](auto attend_head) {
+    GroupResult r;
+    r.out_stride = hd + gap;
+    r.p.assign(size_t(g.n_q * len), NAN);
+    r.out.assign(size_t((g.n_q - 1) * r.out_stride + hd), -7.0f);
+    for (int64_t j = 0; j < g.n_q; ++j)
+      attend_head(g.head_q(j), g.keys.head(), g.values.head(), len, g.keys.stride, hd, g.scale, &r.p[size_t(j * len)],
+                  &r.out[size_t(j * r.out_stride)]);
+    return r;
+  };
+  const auto head_p = [&](const GroupResult& r, int64_t j) {
+    return std::vector<float>(r.p.begin() + j * len, r.p.begin() + (j + 1) * len);
+  };
+  const auto head_out = [&](const GroupResult& r, int64_t j) {
+    return std::vector<float>(r.out.begin() + j * r.out_stride, r.out.begin() + j * r.out_stride + hd);
+  };
+  const auto expect_same = [&](const GroupResult& got, const GroupResult& want) {
+    for (int64_t j = 0; j < g.n_q; ++j) {
+      const std::vector<float> p = head_p(got, j), p_want = head_p(want, j);
+      const std::vector<float> out = head_out(got, j), out_want = head_out(want, j);
+      for (size_t k = 0; k < p.size(); ++k)
+        ASSERT_TRUE(SameBits(p[k], p_want[k])) << "head " << j << " p[" << k << "] " << p[k] << " vs " << p_want[k];
+      for (size_t i = 0; i < out.size(); ++i)
+        ASSERT_TRUE(SameBits(out[i], out_want[i]))
+            << "head " << j << " out[" << i << "] " << out[i] << " vs " << out_want[i];
+    }
+  };
+  expect_same(RunGroup(g, gap, AttendGroupRef), per_head(AttendHeadRef));
+  ForEachTarget([&](const KernelTarget& t) {
+    const GroupResult got = RunGroup(g, gap, AttendGroup);
+    for (int64_t j = 0; j < g.n_q; ++j) {
+      SCOPED_TRACE(::testing::Message() << "head " << j);
+      const AttendCase& c = heads[size_t(j)];
+      ExpectNear(head_p(got, j), c.p_ref, c.p_bound, "p");
+      ExpectNear(head_out(got, j), c.out_ref, c.out_bound, "out");
+      if (worst) {
+        worst->Add(head_p(got, j), c.p_ref, c.p_bound);
+        worst->Add(head_out(got, j), c.out_ref, c.out_bound);
+      }
+    }
+    if (MulAddIsFused(t.bits)) expect_same(got, per_head(AttendHead));
+  });
+}
+
+// Group sizes 1 to 20 (TinyLlama's 8, past the kernel's 16-head pass) with
+// head_dims and lengths around every vector width, register tile and
+// 64-position block, scales from 1/sqrt(hd) to near one-hot.
+TEST(AttendGroup, IsAttendHeadPerHeadOnEveryTarget) {
+  std::mt19937_64 rng(Seed() ^ 8);
+  WorstRatio worst;
+  for (int64_t n_q : {1, 2, 3, 4, 5, 8, 12, 16, 17, 20})
+    for (int64_t hd : {1, 7, 16, 48, 64, 72, 128})
+      for (int64_t len : {1, 2, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 65, 66, 127, 128, 129, 200, 300}) {
+        const double scale = double(1 + rng() % 40);
+        SCOPED_TRACE(::testing::Message()
+                     << "n_q " << n_q << " head_dim " << hd << " len " << len << " scale " << scale << "/sqrt(hd)");
+        ExpectGroupIsPerHead(RandomGroup(rng, n_q, len, hd, scale), &worst);
+        if (HasFatalFailure()) return;
+      }
+  std::printf("worst |simd - ref| / bound: %.3g\n", worst.ratio);
+}
+
+TEST(AttendGroup, LongContextIsAttendHeadPerHead) {
+  std::mt19937_64 rng(Seed() ^ 9);
+  WorstRatio worst;
+  for (int64_t hd : {64, 128}) {
+    SCOPED_TRACE(::testing::Message() << "head_dim " << hd);
+    ExpectGroupIsPerHead(RandomGroup(rng, 8, 4001, hd, 40.0), &worst);
+  }
+  std::printf("worst |simd - ref| / bound: %.3g\n", worst.ratio);
+}
+
+// NaN or inf in one head's query, in a key or in a value: each head falls
+// back (or not) on its own as AttendHead does, the other heads unaffected by
+// one head's NaN query.
+TEST(AttendGroup, NonFiniteInputsAreAttendHeadPerHead) {
+  std::mt19937_64 rng(Seed() ^ 11);
+  for (int64_t hd : {7, 64})
+    for (int64_t len : {1, 5, 33, 130})
+      for (int kind = 0; kind < 6; ++kind) {
+        SCOPED_TRACE(::testing::Message() << "head_dim " << hd << " len " << len << " kind " << kind);
+        GroupCase g = RandomGroup(rng, 5, len, hd, 1.0);
+        const int64_t j = int64_t(rng() % 5), p = int64_t(rng() % uint64_t(len)), i = int64_t(rng() % uint64_t(hd));
+        const float sign_q = g.head_q(j)[i] > 0 ? 1.0f : -1.0f;
+        // As in NonFiniteInputsFollowTheReference, for head j's query.
+        if (kind == 0) g.head_q(j)[i] = NAN;
+        if (kind == 1) g.keys.at(p, i) = NAN;
+        if (kind == 2) g.keys.at(p, i) = sign_q * INFINITY;
+        if (kind == 3) g.keys.at(p, i) = -sign_q * INFINITY;
+        if (kind == 4) g.values.at(p, i) = INFINITY;
+        if (kind == 5) g.keys.at(p, i) = sign_q * 3e38f;
+        ExpectGroupIsPerHead(g);
+        if (kind == 0) {
+          const GroupResult r = RunGroup(g, 0, AttendGroup);
+          for (int64_t h = 0; h < 5; ++h) EXPECT_EQ(std::isnan(r.out[size_t(h * hd)]), h == j) << "head " << h;
+        }
+      }
 }
 
 // SwiGLU bound: each version's exp is within 1 ulp (2u), then 1 + e, the

@@ -172,18 +172,28 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
   std::copy(k.begin(), k.end(), kc + size_t(pos0) * size_t(kv_dim));
   std::copy(v.begin(), v.end(), vc + size_t(pos0) * size_t(kv_dim));
 
-  // Causal attention, one (token, head) pair per work item: token t sees positions 0..pos0+t.
-  pool.ParallelFor(n * c.n_heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(size_t(pos0 + n));  // (positions)
+  // Causal attention: token t sees positions 0..pos0+t. With enough (token,
+  // KV head) groups for the threads, one group per work item, its query
+  // heads reading each key and value row once (AttendGroup); else one
+  // (token, head) pair per item.
+  const int per_item = n * c.n_kv_heads >= 2 * int64_t(pool.size()) ? group : 1;  // query heads per work item
+  const int items_per_token = c.n_heads / per_item;
+  pool.ParallelFor(n * items_per_token, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(size_t(per_item) * size_t(pos0 + n));  // (heads of an item, positions)
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t t = item / c.n_heads;
-      const int h = int(item % c.n_heads);
+      const int64_t t = item / items_per_token;
+      const int h = int(item % items_per_token) * per_item;  // the item's first query head
       const int kvh = h / group;
       const float* qh = &q[size_t(t * q_dim + h * hd)];
       const int64_t len = pos0 + t + 1;
       float* o = &att_out[size_t(t * q_dim + h * hd)];
-      (args.reference ? AttendHeadRef : AttendHead)(qh, kc + kvh * hd, vc + kvh * hd, len, kv_dim, hd, att_scale,
-                                                    scores.data(), o);
+      if (per_item > 1) {
+        (args.reference ? AttendGroupRef : AttendGroup)(qh, per_item, hd, kc + kvh * hd, vc + kvh * hd, len, kv_dim,
+                                                        hd, att_scale, scores.data(), o, hd);
+      } else {
+        (args.reference ? AttendHeadRef : AttendHead)(qh, kc + kvh * hd, vc + kvh * hd, len, kv_dim, hd, att_scale,
+                                                      scores.data(), o);
+      }
     }
   });
   return false;
