@@ -44,10 +44,15 @@ float AbsMax(const float* x, int n) {
 
 // Q8_0 and Q8_1 codes: d = amax/127, q = round-half-away(x/d). Returns d.
 // The clamp only acts when SaturateScale did (blocks beyond the f16 range).
+// A NaN element gets code 0 (what llama.cpp's float-to-int8 conversion of
+// NaN gives on x86; the conversion itself would be undefined behaviour).
 float QuantizeInt8Block(const float* x, int8_t* qs) {
   const float d = SaturateScale(AbsMax(x, 32) / 127.0f);
   const float id = InverseOrZero(d);
-  for (int j = 0; j < 32; ++j) qs[j] = static_cast<int8_t>(std::clamp(std::round(x[j] * id), -127.0f, 127.0f));
+  for (int j = 0; j < 32; ++j) {
+    const float r = std::round(x[j] * id);
+    qs[j] = std::isnan(r) ? int8_t(0) : static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
+  }
   return d;
 }
 
