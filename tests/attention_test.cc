@@ -208,8 +208,9 @@ TEST(Attention, TargetsIncludeTheBestAndTheScalarFallback) {
   EXPECT_TRUE(targets.back().bits == HWY_EMU128 || targets.back().bits == HWY_SCALAR) << targets.back().name;
 }
 
-// AttendHeadRef is runtime/block.cc's loop for one (token, head), built from
-// DotF32Ref and runtime's Softmax; SwiGluInPlaceRef is h *= Silu(gate).
+// AttendHeadRef is the runtime's scalar loop for one (token, head): scores
+// by DotF32Ref, softmax (max, exp with a running float sum, divide), then
+// the weighted sum of value rows; SwiGluInPlaceRef is h *= Silu(gate).
 TEST(Attention, ReferencesAreTheRuntimeLoopsBitForBit) {
   std::mt19937_64 rng(Seed() ^ 1);
   for (int64_t hd : {1, 7, 64}) {
@@ -218,7 +219,13 @@ TEST(Attention, ReferencesAreTheRuntimeLoopsBitForBit) {
       std::vector<float> scores(static_cast<size_t>(len)), o(static_cast<size_t>(hd), 0.0f);
       for (int64_t p = 0; p < len; ++p)
         scores[size_t(p)] = DotF32Ref(c.q.data(), c.keys.head() + p * c.keys.stride, hd) * c.scale;
-      Softmax(scores.data(), len);
+      float max = scores[0], sum = 0.0f;
+      for (int64_t p = 1; p < len; ++p) max = std::max(max, scores[size_t(p)]);
+      for (int64_t p = 0; p < len; ++p) {
+        scores[size_t(p)] = std::exp(scores[size_t(p)] - max);
+        sum += scores[size_t(p)];
+      }
+      for (int64_t p = 0; p < len; ++p) scores[size_t(p)] /= sum;
       for (int64_t p = 0; p < len; ++p) {
         const float* vp = c.values.head() + p * c.values.stride;
         const float a = scores[size_t(p)];

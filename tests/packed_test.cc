@@ -69,7 +69,7 @@ TEST(Packed, UnpackRestoresEveryByte) {
         const auto p = PackWeights({"w", t, {rows, cols}, bytes.data(), bytes.size()}, pool);
         ASSERT_NE(p, nullptr);
         EXPECT_EQ(p->group_bytes % 64, 0);
-        EXPECT_EQ(reinterpret_cast<uintptr_t>(p->data.get()) % 64, 0u);
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(p->data) % 64, 0u);
         std::vector<uint8_t> back(bytes.size(), 0xAA);
         UnpackWeights(*p, back.data());
         ASSERT_EQ(back, bytes) << rows << " x " << cols;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -38,22 +39,48 @@ class ThreadPool {
 
   // Like ParallelFor, for loops whose fn(begin, end) results do not depend on
   // how [0, n) is split (every index computed whole by one call, as a matrix
-  // product's output rows): each thread first takes its contiguous share of
-  // the first (1 - 1/kTailShare) of [0, n), then threads that finish early
-  // claim the rest in chunks of `chunk` from an atomic counter, so a thread
-  // slowed by the other core's memory traffic or a preemption does not hold
-  // up the call. Which thread runs a chunk varies from run to run.
-  void ParallelForBalanced(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
-  static constexpr int64_t kTailShare = 4;
+  // product's output rows). [0, n) is cut into units of `chunk` indices (the
+  // last shorter), one fn call each. Thread i owns the i-th contiguous share
+  // of the units and runs them front to back; a thread whose range is empty
+  // steals the back half of the largest range left and runs it likewise,
+  // until no range has a unit left. A thread slowed by the other core's
+  // memory traffic or a preemption thus does not hold up the call, while
+  // every thread still reads one long forward stream between steals (the
+  // hardware prefetchers start over at every jump, so handing out small
+  // chunks from a shared counter cost speed). Which thread runs a unit
+  // varies from run to run.
+  //
+  // `prefetch` names bytes a thread will read first in the next job (its
+  // share of the next matrix product): a worker reads its spans into its
+  // caches once its part of this job is done, while the caller finishes and
+  // runs its serial steps, and the caller reads its own spans while it waits
+  // for the workers. Either stops as soon as there is other work (the next
+  // job, or the workers done). Results never depend on it.
+  struct PrefetchSpan {
+    int thread = 0;  // the index of the thread that reads it (0: the caller)
+    const void* data = nullptr;
+    int64_t bytes = 0;
+  };
+  void ParallelForBalanced(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn,
+                           std::span<const PrefetchSpan> prefetch = {});
+  // [begin, end): the indices thread `index` owns at the start of a
+  // ParallelForBalanced(n, chunk, ...), the ones it runs first.
+  void BalancedShare(int64_t n, int64_t chunk, int index, int64_t* begin, int64_t* end) const;
+  // Spans per thread per job that are kept (the rest are dropped).
+  static constexpr int kMaxPrefetchSpans = 4;
 
   // How long an idle worker spins for the next job before it sleeps.
   static constexpr int64_t kSpinMicros = 300;
 
  private:
   void WorkerLoop(int index);
-  void Publish(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
+  void Publish(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn,
+               std::span<const PrefetchSpan> prefetch);
   // Runs thread `index`'s part of the published job.
   void RunPart(int index);
+  // ParallelForBalanced: moves the back half of the largest other range into
+  // thread `index`'s (empty) range; false when no range has a unit left.
+  bool Steal(int index);
   void WaitForWorkers();
   // Waits until generation_ differs from `seen` (or stop_); returns the new value.
   uint64_t WaitForJob(uint64_t seen);
@@ -64,9 +91,17 @@ class ThreadPool {
   std::condition_variable start_cv_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  int64_t job_chunk_ = 0;   // 0: static partition; else ParallelForBalanced's chunk
-  int64_t job_static_ = 0;  // ParallelForBalanced: the statically split prefix
-  std::atomic<int64_t> next_{0};  // ParallelForBalanced: the first unclaimed index
+  int64_t job_chunk_ = 0;  // 0: static partition; else ParallelForBalanced's unit
+  // ParallelForBalanced: per thread, the units [begin, end) it still owns,
+  // packed with a tag that changes whenever the owner stores a stolen range
+  // (so a compare-exchange against an older range of the same bounds fails).
+  struct alignas(64) UnitRange {
+    std::atomic<uint64_t> v{0};
+  };
+  std::vector<UnitRange> ranges_;
+  // Per thread, kMaxPrefetchSpans slots: the current job's prefetch spans
+  // (bytes 0 ends the list); written before the job is published.
+  std::vector<PrefetchSpan> prefetch_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};

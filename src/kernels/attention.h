@@ -24,8 +24,9 @@
 //   silu(x) = x / (1 + exp(-x)): 0 (-0) for very negative x, x for very
 //   positive x, NaN for NaN and for x = -inf (as -inf / inf).
 //
-// The *Ref functions are bit for bit the runtime's loops (runtime/block.cc's
-// attention and SwiGLU, runtime/ops.cc's Softmax and Silu). The SIMD versions
+// The *Ref functions are bit for bit the runtime's scalar loops from before
+// these kernels (runtime/block.cc's attention, softmax and SwiGLU, with
+// runtime/ops.cc's Silu). The SIMD versions
 // sum in other orders and use hn::Exp (1 ulp), so they agree with the
 // references not bit for bit but within the bounds attention_test derives and
 // asserts on every target (u = 2^-24, s_p the scaled scores, p_p the
@@ -58,8 +59,8 @@
 
 namespace lowbit {
 
-// runtime/ops.cc's Softmax arithmetic, in place over x (n), n >= 1: max,
-// x = std::exp(x - max) with a running float sum, then x /= sum.
+// Softmax in place over x (n), n >= 1: max, x = std::exp(x - max) with a
+// running float sum, then x /= sum.
 void SoftmaxRef(float* x, int64_t n);
 
 // Attention of one (token, head): see the top of this file.

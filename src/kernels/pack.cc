@@ -137,29 +137,45 @@ void UnpackQ4KGroup(const uint8_t* g, int64_t ns, uint8_t* rows) {
 
 bool HasPackedLayout(DType type) { return IsQ4_0(type) || IsQ8_0(type) || IsQ4_K(type); }
 
-std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool) {
-  if (!HasPackedLayout(w.type) || w.shape.size() != 2) return nullptr;
+namespace {
+
+// Packed group bytes of w; 0 when w does not qualify.
+int64_t PackedGroupBytes(const TensorView& w) {
+  if (!HasPackedLayout(w.type) || w.shape.size() != 2) return 0;
   const int64_t rows = w.shape[0], cols = w.shape[1];
   const FormatInfo& f = GetFormat(w.type);
-  if (rows <= 0 || rows % R != 0 || cols <= 0 || cols % f.block_size != 0) return nullptr;
+  if (rows <= 0 || rows % R != 0 || cols <= 0 || cols % f.block_size != 0) return 0;
+  const int64_t nblk = cols / f.block_size;
+  return IsQ4_K(w.type) ? nblk * kQ4KSuperBytes : PackedLegacyGroupBytes(nblk, CodeBytes(w.type));
+}
+
+}  // namespace
+
+size_t PackedBytes(const TensorView& w) { return size_t(PackedGroupBytes(w) * (w.shape.empty() ? 0 : w.shape[0] / R)); }
+
+std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool, uint8_t* into) {
+  const int64_t group_bytes = PackedGroupBytes(w);
+  if (group_bytes == 0) return nullptr;
+  const int64_t rows = w.shape[0], cols = w.shape[1];
+  const FormatInfo& f = GetFormat(w.type);
+  const int64_t nblk = cols / f.block_size;
   auto p = std::make_unique<PackedWeights>();
   p->type = w.type;
   p->rows = rows;
   p->cols = cols;
-  const int64_t nblk = cols / f.block_size;
-  if (IsQ4_K(w.type)) {
-    p->group_bytes = nblk * kQ4KSuperBytes;
-  } else {
-    p->group_bytes = PackedLegacyGroupBytes(nblk, CodeBytes(w.type));
+  p->group_bytes = group_bytes;
+  if (into == nullptr) {
+    p->owned = MakeStreamBuffer<uint8_t>(PackedBytes(w), w.name.c_str());
+    into = p->owned.get();
   }
-  const size_t total = size_t(rows / R * p->group_bytes);
-  p->data = MakeStreamBuffer<uint8_t>(total, w.name.c_str());
+  LOWBIT_CHECK(reinterpret_cast<uintptr_t>(into) % 64 == 0);
+  p->data = into;
   const auto* src = static_cast<const uint8_t*>(w.data);
   const int64_t row_bytes = f.RowBytes(cols);
   PackedWeights* pw = p.get();
   pool.ParallelFor(rows / R, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
-      uint8_t* out = pw->data.get() + g * pw->group_bytes;
+      uint8_t* out = into + g * pw->group_bytes;
       std::memset(out, 0, size_t(pw->group_bytes));
       if (IsQ4_K(pw->type)) {
         PackQ4KGroup(src + g * R * row_bytes, nblk, out);
@@ -273,7 +289,44 @@ void MatMulPacked(const PackedWeights& p, const float* x, int64_t n, float* y, T
   MatMulPackedMany({&one, 1}, x, n, pool);
 }
 
-void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool) {
+namespace {
+
+// Groups per unit of MatMulPackedMany's balanced loop: about kUnitBytes of
+// weights of the widest group.
+int64_t UnitGroups(int64_t max_group_bytes) {
+  return std::max<int64_t>(1, kUnitBytes / max_group_bytes);
+}
+
+// Each thread's first kPrefetchBytes of its static share of a balanced loop
+// over the groups of `next` (as MatMulPackedMany would run it).
+std::vector<ThreadPool::PrefetchSpan> PrefetchSpansFor(std::span<const PackedWeights* const> next, ThreadPool& pool) {
+  std::vector<ThreadPool::PrefetchSpan> spans;
+  int64_t total = 0, max_group_bytes = 1;
+  for (const PackedWeights* w : next) {
+    total += w->rows / R;
+    max_group_bytes = std::max(max_group_bytes, w->group_bytes);
+  }
+  for (int t = 0; t < pool.size(); ++t) {
+    int64_t g0, g1;
+    pool.BalancedShare(total, UnitGroups(max_group_bytes), t, &g0, &g1);
+    int64_t left = kPrefetchBytes, first = 0;
+    for (const PackedWeights* w : next) {
+      const int64_t groups = w->rows / R;
+      const int64_t b = std::max(g0, first), e = std::min(g1, first + groups);
+      first += groups;
+      if (b >= e || left <= 0) continue;
+      const int64_t bytes = std::min(left, (e - b) * w->group_bytes);
+      spans.push_back({t, w->data + (b - (first - groups)) * w->group_bytes, bytes});
+      left -= bytes;
+    }
+  }
+  return spans;
+}
+
+}  // namespace
+
+void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool,
+                      std::span<const PackedWeights* const> next) {
   if (n <= 0 || products.empty()) return;
   // Activations per distinct weight type; group index ranges per product.
   std::vector<PackedActivations> acts;
@@ -295,17 +348,17 @@ void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, i
     first[i + 1] = first[i] + w.rows / R;
     max_group_bytes = std::max(max_group_bytes, w.group_bytes);
   }
-  // Claimed chunks of about 256 KiB of weights: each a stream long enough for
-  // the hardware prefetchers (TinyLlama Q4_0 tg64, 2 threads, at a 65 GB/s
-  // probe: 64 KiB chunks 69.5 t/s, 144 KiB 75.6, 288 KiB 74, 576 KiB 72, no
-  // claimed tail 71), still small enough to even out the finishing times.
-  const int64_t chunk = std::max<int64_t>(1, (256 << 10) / max_group_bytes);
-  pool.ParallelForBalanced(first.back(), chunk, [&](int64_t g0, int64_t g1) {
-    for (size_t i = 0; i < products.size() && g0 < g1; ++i) {
-      const int64_t b = std::max(g0, first[i]), e = std::min(g1, first[i + 1]);
-      if (b < e) GemmPackedGroups(*products[i].w, *act_of[i], products[i].y, b - first[i], e - first[i]);
-    }
-  });
+  const int64_t chunk = UnitGroups(max_group_bytes);
+  const std::vector<ThreadPool::PrefetchSpan> prefetch = PrefetchSpansFor(next, pool);
+  pool.ParallelForBalanced(
+      first.back(), chunk,
+      [&](int64_t g0, int64_t g1) {
+        for (size_t i = 0; i < products.size() && g0 < g1; ++i) {
+          const int64_t b = std::max(g0, first[i]), e = std::min(g1, first[i + 1]);
+          if (b < e) GemmPackedGroups(*products[i].w, *act_of[i], products[i].y, b - first[i], e - first[i]);
+        }
+      },
+      prefetch);
 }
 
 }  // namespace lowbit

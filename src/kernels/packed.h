@@ -40,8 +40,9 @@ struct PackedWeights {
   DType type = DType::kF32;
   int64_t rows = 0, cols = 0;
   int64_t group_bytes = 0;  // bytes per group of kPackRows rows (a multiple of 64)
-  StreamBuffer<uint8_t> data;  // 64-byte aligned, huge pages
-  const uint8_t* Group(int64_t g) const { return data.get() + g * group_bytes; }
+  const uint8_t* data = nullptr;  // 64-byte aligned: `owned`, or the caller's memory (PackWeights)
+  StreamBuffer<uint8_t> owned;    // huge pages from 1 MiB
+  const uint8_t* Group(int64_t g) const { return data + g * group_bytes; }
   size_t bytes() const { return size_t(rows / kPackRows * group_bytes); }
 };
 
@@ -62,9 +63,16 @@ bool HasPackedLayout(DType type);
 // SIMD kernels, so callers pack only when this holds.
 bool HasFastPackedKernel();
 
-// The packed copy of w (2-D, rows a multiple of kPackRows, a packed type);
-// null when w does not qualify.
-std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool);
+// The bytes of w's packed copy (a multiple of 64); 0 when w does not qualify
+// (2-D, rows a multiple of kPackRows, a packed type).
+size_t PackedBytes(const TensorView& w);
+// The packed copy of w; null when w does not qualify. Written into `into`
+// (PackedBytes(w) bytes, 64-byte aligned) when given, else into a buffer of
+// its own. A Session packs all its weights into one huge-page arena in the
+// order the forward pass reads them, so one product's end runs into the
+// next's start and small matrices (k, v) do not sit on 4 KiB pages, where
+// the hardware prefetchers stop at every page boundary.
+std::unique_ptr<PackedWeights> PackWeights(const TensorView& w, ThreadPool& pool, uint8_t* into = nullptr);
 // The rows back in w's own format (rows * RowBytes(cols) bytes).
 void UnpackWeights(const PackedWeights& p, uint8_t* out);
 
@@ -81,7 +89,19 @@ struct PackedProduct {
   const PackedWeights* w;
   float* y;
 };
-void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool);
+//
+// `next` names the weights of the call that follows (the next products of the
+// forward pass, in order): each thread prefetches the first kPrefetchBytes of
+// its share of them while it would otherwise wait (ThreadPool's prefetch
+// spans), so that memory is not idle during the serial steps in between.
+void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool,
+                      std::span<const PackedWeights* const> next = {});
+inline constexpr int64_t kPrefetchBytes = 512 << 10;
+// About the weight bytes of one unit of MatMulPackedMany's balanced loop:
+// the size in which a thread that finished early steals work (halves of
+// what is left, ThreadPool::ParallelForBalanced), so the threads end within
+// about one unit (2 us at 30 GB/s) of each other.
+inline constexpr int64_t kUnitBytes = 64 << 10;
 
 // Quantized activations in the layout the packed kernels read (built from the
 // Q8_0 / Q8_K blocks of the reference quantizers):

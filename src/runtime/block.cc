@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -76,13 +78,7 @@ struct BlockOps {
 
   // y (n, out) = x (n, in) @ W^T through the fast kernels, or the scalar
   // references; returns true when the caller asked to stop after this input.
-  bool MatMul(const char* name, const float* in, float* y) const {
-    const TensorView& w = Tensor(name);
-    if (a.on_matmul_input != nullptr && *a.on_matmul_input) (*a.on_matmul_input)(w, in, n);
-    if (a.stop_after != nullptr && std::strcmp(a.stop_after, name) == 0) return true;
-    Product(w, in, y);
-    return false;
-  }
+  bool MatMul(const char* name, const float* in, float* y) const { return MatMulShared({{name, y}}, in); }
 
   void Product(const TensorView& w, const float* in, float* y) const {
     // W8A8 / LLM.int8() files: the weight's activation spec picks the int8
@@ -109,11 +105,44 @@ struct BlockOps {
         packed.push_back({static_cast<const PackedWeights*>(w.packed), y});
     }
     if (packed.size() == products.size()) {
-      MatMulPackedMany(packed, in, n, *a.pool);
+      MatMulPackedMany(packed, in, n, *a.pool, NextPacked(products.begin()->first));
       return false;
     }
     for (const auto& [name, y] : products) Product(Tensor(name), in, y);
     return false;
+  }
+
+  // The packed weights of the products that follow `name`'s in the forward
+  // pass (after ffn_down, the next block's attention inputs, or the output
+  // head after the last block), for MatMulPackedMany to prefetch; empty
+  // unless every one is packed or args.prefetch_next is off.
+  std::vector<const PackedWeights*> NextPacked(std::string_view name) const {
+    if (!a.prefetch_next) return {};
+    std::vector<std::string> next;
+    const auto in_layer = [&](int layer, std::initializer_list<const char*> names) {
+      for (const char* m : names) next.push_back(fmt::format("blk.{}.{}", layer, m));
+    };
+    if (name == "attn_q.weight" || name == "attn_k.weight" || name == "attn_v.weight" || name == "attn_qkv.weight")
+      in_layer(a.layer, {"attn_output.weight"});
+    else if (name == "attn_output.weight" && gpt2)
+      in_layer(a.layer, {"ffn_up.weight"});
+    else if (name == "attn_output.weight")
+      in_layer(a.layer, {"ffn_gate.weight", "ffn_up.weight"});
+    else if (name == "ffn_gate.weight" || name == "ffn_up.weight")
+      in_layer(a.layer, {"ffn_down.weight"});
+    else if (name == "ffn_down.weight" && a.layer + 1 < c.n_layers && gpt2)
+      in_layer(a.layer + 1, {"attn_qkv.weight"});
+    else if (name == "ffn_down.weight" && a.layer + 1 < c.n_layers)
+      in_layer(a.layer + 1, {"attn_q.weight", "attn_k.weight", "attn_v.weight"});
+    else if (name == "ffn_down.weight")
+      next.push_back(c.tied_output ? "token_embd.weight" : "output.weight");
+    std::vector<const PackedWeights*> packed;
+    for (const std::string& m : next) {
+      const TensorView& w = get(m);
+      if (w.packed == nullptr) return {};
+      packed.push_back(static_cast<const PackedWeights*>(w.packed));
+    }
+    return packed;
   }
 
   const BlockContextArgs& a;

@@ -38,6 +38,12 @@ struct BlockContextArgs {
   float* value_cache = nullptr;
   bool reference = false;      // scalar reference kernels for every product
   const MatMulInputHook* on_matmul_input = nullptr;  // may be null
+  // Whether each packed product may look up the weights of the next one (the
+  // rest of this block, the next block's, the output head) to prefetch
+  // them: only when `weights` holds every tensor of the model and looking
+  // one up has no side effect (a Session's lookup, not layer-wise
+  // quantization's, which tracks what each forward read).
+  bool prefetch_next = false;
   // When set (e.g. "ffn_down.weight"), ForwardBlock returns right after the
   // hook has seen the input of blk.<layer>.<stop_after>; x is then left
   // partly updated and must be discarded. Saves the rest of the block when a

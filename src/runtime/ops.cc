@@ -72,17 +72,6 @@ void Rope(float* x, int n_heads, int head_dim, int pos, float theta, bool interl
   }
 }
 
-void Softmax(float* x, int64_t n) {
-  float max = x[0];
-  for (int64_t i = 1; i < n; ++i) max = std::max(max, x[i]);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  for (int64_t i = 0; i < n; ++i) x[i] /= sum;
-}
-
 float Silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 float GeluTanh(float x) {

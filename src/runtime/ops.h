@@ -24,8 +24,7 @@ void LayerNorm(const float* x, const TensorView& w, const TensorView& b, float e
 // interleaved: rotates pairs (2i, 2i+1); otherwise pairs (i, i + head_dim/2).
 void Rope(float* x, int n_heads, int head_dim, int pos, float theta, bool interleaved);
 
-// In-place softmax over n values.
-void Softmax(float* x, int64_t n);
+// Softmax: kernels/attention.h (SoftmaxRef and the SIMD attention).
 
 float Silu(float x);
 // GPT-2's tanh approximation ("gelu_new").

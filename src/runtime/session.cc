@@ -5,6 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -16,6 +21,27 @@
 
 namespace lowbit {
 
+namespace {
+
+// Sort key of a weight in the order one token's forward pass reads it: block
+// by block q, k, v (or fused qkv), attention output, gate, up, down; then
+// the output head and anything else.
+std::pair<int64_t, int> ForwardOrder(const std::string& name) {
+  static constexpr const char* kRoles[] = {"attn_q.weight",   "attn_k.weight",  "attn_v.weight",
+                                           "attn_qkv.weight", "attn_output.weight", "ffn_gate.weight",
+                                           "ffn_up.weight",   "ffn_down.weight"};
+  int layer = -1, used = 0;
+  if (std::sscanf(name.c_str(), "blk.%d.%n", &layer, &used) == 1 && used > 0) {
+    const std::string role = name.substr(size_t(used));
+    for (int r = 0; r < int(std::size(kRoles)); ++r)
+      if (role == kRoles[r]) return {layer, r};
+    return {layer, int(std::size(kRoles))};
+  }
+  return {std::numeric_limits<int64_t>::max(), 0};
+}
+
+}  // namespace
+
 Session::Session(const Model& model, const SessionOptions& options) : model_(model) {
   const ModelConfig& c = model.config;
   max_context_ = options.max_context > 0 ? options.max_context : c.context_length;
@@ -26,11 +52,24 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
   pool_ = std::make_unique<ThreadPool>(options.threads);
   if (options.pack_weights && !reference_ && HasFastPackedKernel()) {
     // Every product weight of a packed type: not the embedding table (rows
-    // are looked up, not multiplied) unless the head is tied to it.
+    // are looked up, not multiplied) unless the head is tied to it. One
+    // arena in the order the forward pass reads them (PackWeights).
+    std::vector<const TensorView*> order;
     for (const TensorView& t : model.tensors()) {
       if (t.name == "position_embd.weight" || (t.name == "token_embd.weight" && !c.tied_output)) continue;
-      std::unique_ptr<PackedWeights> p = PackWeights(t, *pool_);
-      if (!p) continue;
+      if (PackedBytes(t) > 0) order.push_back(&t);
+    }
+    std::stable_sort(order.begin(), order.end(), [](const TensorView* a, const TensorView* b) {
+      return ForwardOrder(a->name) < ForwardOrder(b->name);
+    });
+    size_t total = 0;
+    for (const TensorView* t : order) total += PackedBytes(*t);
+    if (total > 0) packed_arena_ = MakeStreamBuffer<uint8_t>(total, "packed weights");
+    size_t offset = 0;
+    for (const TensorView* tp : order) {
+      const TensorView& t = *tp;
+      std::unique_ptr<PackedWeights> p = PackWeights(t, *pool_, packed_arena_.get() + offset);
+      offset += PackedBytes(t);
       TensorView view = t;
       view.packed = p.get();
       packed_views_.emplace(t.name, view);
@@ -87,6 +126,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
   args.pos0 = position_;
   args.reference = reference_;
   args.on_matmul_input = &on_matmul_input;
+  args.prefetch_next = true;  // weights_ holds every tensor, with no side effect
   for (int l = 0; l < c.n_layers; ++l) {
     args.layer = l;
     args.key_cache = &key_cache_[size_t(l) * size_t(max_context_) * size_t(kv_dim)];

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "core/stream_buffer.h"
 #include "kernels/packed.h"
 #include "model/model.h"
 #include "runtime/block.h"
@@ -71,6 +72,7 @@ class Session {
   // Packed copies of the weights (kernels/packed.h) and views of them, by
   // tensor name; the lookup prefers these views over the model's own.
   std::vector<std::unique_ptr<PackedWeights>> packed_;
+  StreamBuffer<uint8_t> packed_arena_;  // their bytes, in forward-pass order
   std::unordered_map<std::string, TensorView> packed_views_;
   WeightLookup weights_;
   std::vector<float> key_cache_;    // (layers, max_context, kv_heads * head_dim)
