@@ -88,7 +88,12 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
   value_cache_.assign(key_cache_.size(), 0.0f);
 }
 
-Session::~Session() = default;
+Session::~Session() {
+  // The pool goes first: a worker may still be reading the start of the next
+  // product's weights (ThreadPool prefetch spans) in packed_arena_, which
+  // members declared after pool_ would otherwise free before it stops.
+  pool_.reset();
+}
 
 void Session::Eval(std::span<const int32_t> tokens, bool all_logits) {
   const int vocab = model_.config.vocab_size;
