@@ -64,8 +64,40 @@ struct TileArgs {
 // activation codes 4k..4k+3. Q4_0's 4 loads give the low nibbles (w[0..3],
 // elements 0-15) and the high nibbles kept in place (w[4..7], 16x elements
 // 16-31, shifted back after the dot); Q8_0's 8 loads are the codes.
+// Q8_0, one token (generation): TileLegacy's arithmetic for T = 1, software
+// pipelined: the next block's 8 code vectors are loaded before the current
+// block's dots.
+HWY_INLINE void TileQ8_0One(const TileArgs& x) {
+  const int64_t cols = x.p->cols, nb = x.a->nblk;
+  const int8_t* codes = x.a->codes.get() + x.t0 * cols;
+  const int32_t* sums = x.a->sums.get() + x.t0 * nb;
+  const float* da = x.a->scale.get() + x.t0 * nb;
+  __m512 acc = _mm512_setzero_ps();
+  __m512i w[8], next[8];
+  for (int k = 0; k < 8; ++k) w[k] = Load512(x.grp + PackedCodesOffset(0, 512) + 64 * k);
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b + 1 < nb) {
+      const uint8_t* q = x.grp + PackedCodesOffset(b + 1, 512);
+      for (int k = 0; k < 8; ++k) next[k] = Load512(q + 64 * k);
+    }
+    const __m512 dw = Half16(x.grp + PackedScaleOffset(b, 512));
+    const int8_t* ap = codes + b * 32;
+    __m512i s0 = _mm512_set1_epi32(sums[b]);  // the offset term
+    __m512i s1 = _mm512_setzero_si512();
+    for (int k = 0; k < 4; ++k) {
+      s0 = Dp(s0, w[k], ap + 4 * k);
+      s1 = Dp(s1, w[4 + k], ap + 16 + 4 * k);
+    }
+    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(da[b]));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc);
+    for (int k = 0; k < 8; ++k) w[k] = next[k];
+  }
+  _mm512_storeu_ps(x.y + x.t0 * x.out, acc);
+}
+
 template <size_t T, bool kQ4>
 HWY_INLINE void TileLegacy(const TileArgs& x) {
+  if constexpr (!kQ4 && T == 1) return TileQ8_0One(x);
   constexpr int64_t kCodeBytes = kQ4 ? 256 : 512;
   const int64_t cols = x.p->cols, nb = x.a->nblk;
   const __m512i mask = _mm512_set1_epi8(0x0F);
