@@ -297,9 +297,10 @@ int64_t UnitGroups(int64_t max_group_bytes) {
   return std::max<int64_t>(1, kUnitBytes / max_group_bytes);
 }
 
-// Each thread's first kPrefetchBytes of its static share of a balanced loop
-// over the groups of `next` (as MatMulPackedMany would run it).
-std::vector<ThreadPool::PrefetchSpan> PrefetchSpansFor(std::span<const PackedWeights* const> next, ThreadPool& pool) {
+}  // namespace
+
+std::vector<ThreadPool::PrefetchSpan> PrefetchSpansFor(std::span<const PackedWeights* const> next,
+                                                       const ThreadPool& pool) {
   std::vector<ThreadPool::PrefetchSpan> spans;
   int64_t total = 0, max_group_bytes = 1;
   for (const PackedWeights* w : next) {
@@ -323,10 +324,8 @@ std::vector<ThreadPool::PrefetchSpan> PrefetchSpansFor(std::span<const PackedWei
   return spans;
 }
 
-}  // namespace
-
 void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool,
-                      std::span<const PackedWeights* const> next) {
+                      std::span<const ThreadPool::PrefetchSpan> prefetch) {
   if (n <= 0 || products.empty()) return;
   // Activations per distinct weight type; group index ranges per product.
   std::vector<PackedActivations> acts;
@@ -349,7 +348,6 @@ void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, i
     max_group_bytes = std::max(max_group_bytes, w.group_bytes);
   }
   const int64_t chunk = UnitGroups(max_group_bytes);
-  const std::vector<ThreadPool::PrefetchSpan> prefetch = PrefetchSpansFor(next, pool);
   pool.ParallelForBalanced(
       first.back(), chunk,
       [&](int64_t g0, int64_t g1) {

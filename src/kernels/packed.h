@@ -90,12 +90,16 @@ struct PackedProduct {
   float* y;
 };
 //
-// `next` names the weights of the call that follows (the next products of the
-// forward pass, in order): each thread prefetches the first kPrefetchBytes of
-// its share of them while it would otherwise wait (ThreadPool's prefetch
-// spans), so that memory is not idle during the serial steps in between.
+// `prefetch` (PrefetchSpansFor) names the start of each thread's share of the
+// call that follows: each thread reads it into its caches while it would
+// otherwise wait (ThreadPool's prefetch spans), so that memory is not idle
+// during the serial steps in between.
 void MatMulPackedMany(std::span<const PackedProduct> products, const float* x, int64_t n, ThreadPool& pool,
-                      std::span<const PackedWeights* const> next = {});
+                      std::span<const ThreadPool::PrefetchSpan> prefetch = {});
+// Each thread's first kPrefetchBytes of its static share of MatMulPackedMany
+// over the products of weights `next` (in order) on `pool`.
+std::vector<ThreadPool::PrefetchSpan> PrefetchSpansFor(std::span<const PackedWeights* const> next,
+                                                       const ThreadPool& pool);
 inline constexpr int64_t kPrefetchBytes = 512 << 10;
 // About the weight bytes of one unit of MatMulPackedMany's balanced loop:
 // the size in which a thread that finished early steals work (halves of

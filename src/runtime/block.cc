@@ -4,6 +4,7 @@
 #include "runtime/block.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
@@ -14,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "core/error.h"
 #include "formats/format.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
@@ -58,27 +60,98 @@ void EmbedTokens(const ModelConfig& c, const WeightLookup& get, std::span<const 
 
 namespace {
 
-// What every part of the block shares: the dimensions, the weight lookup, the
-// norms and the products with their hook and stop_after. n = tokens in this
-// batch, d = dim, q = n_heads * head_dim, kv = n_kv_heads * head_dim, f = ffn_dim.
+constexpr std::array<std::string_view, kBlockRoles> kRoleNames = {
+    "attn_norm.weight", "attn_norm.bias",  "attn_q.weight",   "attn_k.weight",   "attn_v.weight",
+    "attn_qkv.weight",  "attn_q.bias",     "attn_k.bias",     "attn_v.bias",     "attn_qkv.bias",
+    "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias", "ffn_gate.weight",
+    "ffn_up.weight",    "ffn_up.bias",     "ffn_down.weight", "ffn_down.bias"};
+
+}  // namespace
+
+std::string_view BlockRoleName(BlockRole role) { return kRoleNames[size_t(role)]; }
+
+std::optional<std::pair<int, BlockRole>> ParseBlockTensor(std::string_view name) {
+  constexpr std::string_view kPrefix = "blk.";
+  if (!name.starts_with(kPrefix)) return std::nullopt;
+  name.remove_prefix(kPrefix.size());
+  int layer = 0;
+  size_t i = 0;
+  for (; i < name.size() && i < 9 && name[i] >= '0' && name[i] <= '9'; ++i) layer = layer * 10 + (name[i] - '0');
+  if (i == 0 || i >= name.size() || name[i] != '.') return std::nullopt;
+  const std::string_view role = name.substr(i + 1);
+  for (int r = 0; r < kBlockRoles; ++r)
+    if (kRoleNames[size_t(r)] == role) return std::pair{layer, BlockRole(r)};
+  return std::nullopt;
+}
+
+std::span<const BlockRole> ProductStepRoles(Arch arch, int step) {
+  using R = BlockRole;
+  static const std::array<std::vector<BlockRole>, kProductSteps> kLlama = {
+      {{R::kQ, R::kK, R::kV}, {R::kAttnOut}, {R::kGate, R::kUp}, {R::kDown}}};
+  static const std::array<std::vector<BlockRole>, kProductSteps> kGpt2 = {
+      {{R::kQkv}, {R::kAttnOut}, {R::kUp}, {R::kDown}}};
+  return (arch == Arch::kGpt2 ? kGpt2 : kLlama)[size_t(step)];
+}
+
+namespace {
+
+// What every part of the block shares: the dimensions, the tensors, the
+// scratch buffers, the norms and the products with their hook and
+// stop_after. n = tokens in this batch, d = dim, q = n_heads * head_dim,
+// kv = n_kv_heads * head_dim, f = ffn_dim.
 struct BlockOps {
   BlockOps(const BlockContextArgs& args, int64_t n)
       : a(args), c(*args.config), get(*args.weights), n(n), gpt2(c.arch == Arch::kGpt2), d(c.dim), hd(c.head_dim),
-        f(c.ffn_dim), q_dim(int64_t(c.n_heads) * hd), kv_dim(int64_t(c.n_kv_heads) * hd) {}
+        f(c.ffn_dim), q_dim(int64_t(c.n_heads) * hd), kv_dim(int64_t(c.n_kv_heads) * hd),
+        scratch(args.scratch != nullptr ? *args.scratch : own_scratch) {}
 
-  const TensorView& Tensor(const char* name) const { return get(fmt::format("blk.{}.{}", a.layer, name)); }
-
-  void Norm(const char* name, const float* in, float* dst) const {
-    const TensorView& w = get(fmt::format("blk.{}.{}.weight", a.layer, name));
-    if (gpt2)
-      LayerNorm(in, w, get(fmt::format("blk.{}.{}.bias", a.layer, name)), c.norm_eps, n, d, dst);
-    else
-      RmsNorm(in, w, c.norm_eps, n, d, dst);
+  const TensorView& Tensor(BlockRole r) const {
+    if (a.tensors != nullptr && a.tensors->tensor[size_t(r)] != nullptr) return *a.tensors->tensor[size_t(r)];
+    return get(fmt::format("blk.{}.{}", a.layer, BlockRoleName(r)));
   }
 
-  // y (n, out) = x (n, in) @ W^T through the fast kernels, or the scalar
-  // references; returns true when the caller asked to stop after this input.
-  bool MatMul(const char* name, const float* in, float* y) const { return MatMulShared({{name, y}}, in); }
+  // A buffer of at least `size` floats from the scratch (its contents are
+  // left from an earlier call: every user writes it whole before reading).
+  float* Buffer(std::vector<float>& v, int64_t size) const {
+    if (v.size() < size_t(size)) v.resize(size_t(size));
+    return v.data();
+  }
+
+  void Norm(BlockRole weight, BlockRole bias, const float* in, float* dst) const {
+    if (gpt2)
+      LayerNorm(in, Tensor(weight), Tensor(bias), c.norm_eps, n, d, dst);
+    else
+      RmsNorm(in, Tensor(weight), c.norm_eps, n, d, dst);
+  }
+
+  // Product step `step` (ProductStepRoles): y_i (n, out_i) = in (n, in) @
+  // W_i^T for its weights in order, through the fast kernels or the scalar
+  // references. Hooks and stop_after run for each weight in turn; returns
+  // true when the caller asked to stop after one of these inputs. When every
+  // weight is packed (and no W8A8 spec or reference run), one fused call
+  // (MatMulPackedMany: one activation quantization, one parallel loop) that
+  // prefetches the next step's weights; otherwise one product each.
+  bool MatMulStep(int step, std::initializer_list<float*> outputs, const float* in) const {
+    const std::span<const BlockRole> roles = ProductStepRoles(c.arch, step);
+    LOWBIT_CHECK(roles.size() == outputs.size() && roles.size() <= kMaxStepProducts);
+    std::array<PackedProduct, kMaxStepProducts> packed;
+    size_t num_packed = 0;
+    for (size_t i = 0; i < roles.size(); ++i) {
+      const TensorView& w = Tensor(roles[i]);
+      if (a.on_matmul_input != nullptr && *a.on_matmul_input) (*a.on_matmul_input)(w, in, n);
+      if (a.stop_after != nullptr && BlockRoleName(roles[i]) == a.stop_after) return true;
+      if (w.packed != nullptr && !a.reference && c.activations.find(w.name) == c.activations.end())
+        packed[num_packed++] = {static_cast<const PackedWeights*>(w.packed), outputs.begin()[i]};
+    }
+    if (num_packed == roles.size()) {
+      std::span<const ThreadPool::PrefetchSpan> next;
+      if (a.tensors != nullptr) next = a.tensors->next_spans[size_t(step)];
+      MatMulPackedMany({packed.data(), num_packed}, in, n, *a.pool, next);
+      return false;
+    }
+    for (size_t i = 0; i < roles.size(); ++i) Product(Tensor(roles[i]), in, outputs.begin()[i]);
+    return false;
+  }
 
   void Product(const TensorView& w, const float* in, float* y) const {
     // W8A8 / LLM.int8() files: the weight's activation spec picks the int8
@@ -91,66 +164,15 @@ struct BlockOps {
     lowbit::MatMul(w, in, n, y, *a.pool, a.reference);
   }
 
-  // Products that share their input `in` (q/k/v, gate/up): hooks and
-  // stop_after as for MatMul in turn, then, when every weight is packed (and
-  // no W8A8 spec or reference run), one fused call (MatMulPackedMany: one
-  // activation quantization, one parallel loop); otherwise MatMul each.
-  bool MatMulShared(std::initializer_list<std::pair<const char*, float*>> products, const float* in) const {
-    std::vector<PackedProduct> packed;
-    for (const auto& [name, y] : products) {
-      const TensorView& w = Tensor(name);
-      if (a.on_matmul_input != nullptr && *a.on_matmul_input) (*a.on_matmul_input)(w, in, n);
-      if (a.stop_after != nullptr && std::strcmp(a.stop_after, name) == 0) return true;
-      if (w.packed != nullptr && !a.reference && c.activations.find(w.name) == c.activations.end())
-        packed.push_back({static_cast<const PackedWeights*>(w.packed), y});
-    }
-    if (packed.size() == products.size()) {
-      MatMulPackedMany(packed, in, n, *a.pool, NextPacked(products.begin()->first));
-      return false;
-    }
-    for (const auto& [name, y] : products) Product(Tensor(name), in, y);
-    return false;
-  }
-
-  // The packed weights of the products that follow `name`'s in the forward
-  // pass (after ffn_down, the next block's attention inputs, or the output
-  // head after the last block), for MatMulPackedMany to prefetch; empty
-  // unless every one is packed or args.prefetch_next is off.
-  std::vector<const PackedWeights*> NextPacked(std::string_view name) const {
-    if (!a.prefetch_next) return {};
-    std::vector<std::string> next;
-    const auto in_layer = [&](int layer, std::initializer_list<const char*> names) {
-      for (const char* m : names) next.push_back(fmt::format("blk.{}.{}", layer, m));
-    };
-    if (name == "attn_q.weight" || name == "attn_k.weight" || name == "attn_v.weight" || name == "attn_qkv.weight")
-      in_layer(a.layer, {"attn_output.weight"});
-    else if (name == "attn_output.weight" && gpt2)
-      in_layer(a.layer, {"ffn_up.weight"});
-    else if (name == "attn_output.weight")
-      in_layer(a.layer, {"ffn_gate.weight", "ffn_up.weight"});
-    else if (name == "ffn_gate.weight" || name == "ffn_up.weight")
-      in_layer(a.layer, {"ffn_down.weight"});
-    else if (name == "ffn_down.weight" && a.layer + 1 < c.n_layers && gpt2)
-      in_layer(a.layer + 1, {"attn_qkv.weight"});
-    else if (name == "ffn_down.weight" && a.layer + 1 < c.n_layers)
-      in_layer(a.layer + 1, {"attn_q.weight", "attn_k.weight", "attn_v.weight"});
-    else if (name == "ffn_down.weight")
-      next.push_back(c.tied_output ? "token_embd.weight" : "output.weight");
-    std::vector<const PackedWeights*> packed;
-    for (const std::string& m : next) {
-      const TensorView& w = get(m);
-      if (w.packed == nullptr) return {};
-      packed.push_back(static_cast<const PackedWeights*>(w.packed));
-    }
-    return packed;
-  }
-
+  static constexpr size_t kMaxStepProducts = 3;
   const BlockContextArgs& a;
   const ModelConfig& c;
   const WeightLookup& get;
   const int64_t n;
   const bool gpt2;
   const int64_t d, hd, f, q_dim, kv_dim;
+  BlockScratch own_scratch;  // when args.scratch is null
+  BlockScratch& scratch;
 };
 
 }  // namespace
@@ -165,41 +187,49 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
   float* kc = args.key_cache;    // (ctx, kv)
   float* vc = args.value_cache;  // (ctx, kv)
 
-  std::vector<float> xn(size_t(n * d));            // normed input (n, d)
-  std::vector<float> q(size_t(n * q_dim));         // queries (n, q)
-  std::vector<float> k(size_t(n * kv_dim));        // keys (n, kv)
-  std::vector<float> v(size_t(n * kv_dim));        // values (n, kv)
+  float* xn = ops.Buffer(ops.scratch.xn, n * d);     // normed input (n, d)
+  float* q = ops.Buffer(ops.scratch.q, n * q_dim);   // queries (n, q)
+  float* k = ops.Buffer(ops.scratch.k, n * kv_dim);  // keys (n, kv)
+  float* v = ops.Buffer(ops.scratch.v, n * kv_dim);  // values (n, kv)
   const float att_scale = 1.0f / std::sqrt(float(hd));
+  using R = BlockRole;
 
-  ops.Norm("attn_norm", x, xn.data());
+  ops.Norm(R::kAttnNorm, R::kAttnNormBias, x, xn);
   if (ops.gpt2) {
     // Fused QKV: (n, 3d) = xn @ Wqkv^T + b, split into q, k, v.
-    std::vector<float> qkv(size_t(n * 3 * d));
-    if (ops.MatMul("attn_qkv.weight", xn.data(), qkv.data())) return true;
-    AddBias(ops.Tensor("attn_qkv.bias"), n, qkv.data());
+    float* qkv = ops.Buffer(ops.scratch.qkv, n * 3 * d);
+    if (ops.MatMulStep(0, {qkv}, xn)) return true;
+    AddBias(ops.Tensor(R::kQkvBias), n, qkv);
     for (int64_t t = 0; t < n; ++t) {
-      const float* row = &qkv[size_t(t * 3 * d)];
-      std::copy(row, row + d, &q[size_t(t * d)]);
-      std::copy(row + d, row + 2 * d, &k[size_t(t * d)]);
-      std::copy(row + 2 * d, row + 3 * d, &v[size_t(t * d)]);
+      const float* row = &qkv[t * 3 * d];
+      std::copy(row, row + d, &q[t * d]);
+      std::copy(row + d, row + 2 * d, &k[t * d]);
+      std::copy(row + 2 * d, row + 3 * d, &v[t * d]);
     }
   } else {
-    if (ops.MatMulShared({{"attn_q.weight", q.data()}, {"attn_k.weight", k.data()}, {"attn_v.weight", v.data()}},
-                         xn.data()))
-      return true;
+    if (ops.MatMulStep(0, {q, k, v}, xn)) return true;
     if (c.qkv_bias) {
-      AddBias(ops.Tensor("attn_q.bias"), n, q.data());
-      AddBias(ops.Tensor("attn_k.bias"), n, k.data());
-      AddBias(ops.Tensor("attn_v.bias"), n, v.data());
+      AddBias(ops.Tensor(R::kQBias), n, q);
+      AddBias(ops.Tensor(R::kKBias), n, k);
+      AddBias(ops.Tensor(R::kVBias), n, v);
+    }
+    BlockScratch& s = ops.scratch;
+    float* angles = ops.Buffer(s.rope, n * hd);  // (n, head_dim)
+    if (s.rope_pos0 != pos0 || s.rope_n != n || s.rope_head_dim != int(hd) || s.rope_theta != c.rope_theta) {
+      for (int64_t t = 0; t < n; ++t) RopeAngles(pos0 + int(t), int(hd), c.rope_theta, &angles[t * hd]);
+      s.rope_pos0 = pos0;
+      s.rope_n = n;
+      s.rope_head_dim = int(hd);
+      s.rope_theta = c.rope_theta;
     }
     const bool interleaved = c.rope_style == RopeStyle::kInterleaved;
     for (int64_t t = 0; t < n; ++t) {
-      Rope(&q[size_t(t * q_dim)], c.n_heads, int(hd), pos0 + int(t), c.rope_theta, interleaved);
-      Rope(&k[size_t(t * kv_dim)], c.n_kv_heads, int(hd), pos0 + int(t), c.rope_theta, interleaved);
+      RopeRotate(&q[t * q_dim], c.n_heads, int(hd), &angles[t * hd], interleaved);
+      RopeRotate(&k[t * kv_dim], c.n_kv_heads, int(hd), &angles[t * hd], interleaved);
     }
   }
-  std::copy(k.begin(), k.end(), kc + size_t(pos0) * size_t(kv_dim));
-  std::copy(v.begin(), v.end(), vc + size_t(pos0) * size_t(kv_dim));
+  std::copy(k, k + n * kv_dim, kc + size_t(pos0) * size_t(kv_dim));
+  std::copy(v, v + n * kv_dim, vc + size_t(pos0) * size_t(kv_dim));
 
   // Causal attention: token t sees positions 0..pos0+t. With enough (token,
   // KV head) groups for the threads, one group per work item, its query
@@ -213,7 +243,7 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
       const int64_t t = item / items_per_token;
       const int h = int(item % items_per_token) * per_item;  // the item's first query head
       const int kvh = h / group;
-      const float* qh = &q[size_t(t * q_dim + h * hd)];
+      const float* qh = &q[t * q_dim + h * hd];
       const int64_t len = pos0 + t + 1;
       float* o = &att_out[size_t(t * q_dim + h * hd)];
       if (per_item > 1) {
@@ -230,48 +260,51 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
 
 bool BlockAttentionOutput(const BlockContextArgs& args, const float* att_out, int64_t n, float* x) {
   const BlockOps ops(args, n);
-  std::vector<float> proj(size_t(n * ops.d));  // block output to add (n, d)
-  if (ops.MatMul("attn_output.weight", att_out, proj.data())) return true;
-  if (ops.gpt2) AddBias(ops.Tensor("attn_output.bias"), n, proj.data());
-  for (int64_t i = 0; i < n * ops.d; ++i) x[i] += proj[size_t(i)];
+  float* proj = ops.Buffer(ops.scratch.proj, n * ops.d);  // block output to add (n, d)
+  if (ops.MatMulStep(1, {proj}, att_out)) return true;
+  if (ops.gpt2) AddBias(ops.Tensor(BlockRole::kAttnOutBias), n, proj);
+  for (int64_t i = 0; i < n * ops.d; ++i) x[i] += proj[i];
   return false;
 }
 
 bool BlockMlpHidden(const BlockContextArgs& args, const float* x, int64_t n, float* h) {
   const BlockOps ops(args, n);
-  const size_t hidden = size_t(n * ops.f);
-  std::vector<float> xn(size_t(n * ops.d));  // normed input (n, d)
-  ops.Norm("ffn_norm", x, xn.data());
+  const int64_t hidden = n * ops.f;
+  float* xn = ops.Buffer(ops.scratch.xn, n * ops.d);  // normed input (n, d)
+  ops.Norm(BlockRole::kFfnNorm, BlockRole::kFfnNormBias, x, xn);
   if (ops.gpt2) {
-    if (ops.MatMul("ffn_up.weight", xn.data(), h)) return true;
-    AddBias(ops.Tensor("ffn_up.bias"), n, h);
-    for (size_t i = 0; i < hidden; ++i) h[i] = GeluTanh(h[i]);
+    if (ops.MatMulStep(2, {h}, xn)) return true;
+    AddBias(ops.Tensor(BlockRole::kUpBias), n, h);
+    for (int64_t i = 0; i < hidden; ++i) h[i] = GeluTanh(h[i]);
   } else {
     // SwiGLU: h = silu(xn @ Wgate^T) * (xn @ Wup^T)
-    std::vector<float> gate(hidden);  // (n, f)
-    if (ops.MatMulShared({{"ffn_gate.weight", gate.data()}, {"ffn_up.weight", h}}, xn.data())) return true;
-    (args.reference ? SwiGluInPlaceRef : SwiGluInPlace)(h, gate.data(), int64_t(hidden));
+    float* gate = ops.Buffer(ops.scratch.gate, hidden);  // (n, f)
+    if (ops.MatMulStep(2, {gate, h}, xn)) return true;
+    (args.reference ? SwiGluInPlaceRef : SwiGluInPlace)(h, gate, hidden);
   }
   return false;
 }
 
 bool BlockMlpOutput(const BlockContextArgs& args, const float* h, int64_t n, float* x) {
   const BlockOps ops(args, n);
-  std::vector<float> proj(size_t(n * ops.d));  // block output to add (n, d)
-  if (ops.MatMul("ffn_down.weight", h, proj.data())) return true;
-  if (ops.gpt2) AddBias(ops.Tensor("ffn_down.bias"), n, proj.data());
-  for (int64_t i = 0; i < n * ops.d; ++i) x[i] += proj[size_t(i)];
+  float* proj = ops.Buffer(ops.scratch.proj, n * ops.d);  // block output to add (n, d)
+  if (ops.MatMulStep(3, {proj}, h)) return true;
+  if (ops.gpt2) AddBias(ops.Tensor(BlockRole::kDownBias), n, proj);
+  for (int64_t i = 0; i < n * ops.d; ++i) x[i] += proj[i];
   return false;
 }
 
 void ForwardBlock(const BlockContextArgs& args, float* x, int64_t n) {
-  const ModelConfig& c = *args.config;
-  std::vector<float> att_out(size_t(n) * size_t(c.n_heads) * size_t(c.head_dim));  // attention output (n, q)
-  if (BlockAttention(args, x, n, att_out.data())) return;
-  if (BlockAttentionOutput(args, att_out.data(), n, x)) return;
-  std::vector<float> h(size_t(n) * size_t(c.ffn_dim));  // MLP hidden (n, f)
-  if (BlockMlpHidden(args, x, n, h.data())) return;
-  BlockMlpOutput(args, h.data(), n, x);
+  const BlockOps ops(args, n);
+  float* att_out = ops.Buffer(ops.scratch.att_out, n * ops.q_dim);  // attention output (n, q)
+  float* h = ops.Buffer(ops.scratch.hidden, n * ops.f);             // MLP hidden (n, f)
+  // The parts share ops.scratch (its own when args.scratch is null).
+  BlockContextArgs part = args;
+  part.scratch = &ops.scratch;
+  if (BlockAttention(part, x, n, att_out)) return;
+  if (BlockAttentionOutput(part, att_out, n, x)) return;
+  if (BlockMlpHidden(part, x, n, h)) return;
+  BlockMlpOutput(part, h, n, x);
 }
 
 }  // namespace lowbit

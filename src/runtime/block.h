@@ -6,10 +6,15 @@
 // of the model.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -28,6 +33,51 @@ using MatMulInputHook = std::function<void(const TensorView& weight, const float
 // The lookup of a model's own tensors (Model::Get).
 WeightLookup ModelWeights(const Model& model);
 
+// A block's tensors by role ("blk.<layer>.<role name>"), in the order one
+// token's forward pass reads them. Session lays its packed weights out in
+// this order, and each product prefetches the products of the next step.
+enum class BlockRole : int {
+  kAttnNorm, kAttnNormBias,
+  kQ, kK, kV, kQkv, kQBias, kKBias, kVBias, kQkvBias,
+  kAttnOut, kAttnOutBias,
+  kFfnNorm, kFfnNormBias,
+  kGate, kUp, kUpBias,
+  kDown, kDownBias,
+  kCount
+};
+inline constexpr int kBlockRoles = int(BlockRole::kCount);
+std::string_view BlockRoleName(BlockRole role);  // "attn_q.weight"
+// (layer, role) of "blk.<layer>.<role name>"; nullopt for any other name.
+std::optional<std::pair<int, BlockRole>> ParseBlockTensor(std::string_view name);
+
+// The product steps of a block (products in a step share their input):
+// attention inputs (q, k, v or fused qkv), attention output, MLP inputs
+// (gate and up, or GPT-2's up), MLP output.
+inline constexpr int kProductSteps = 4;
+std::span<const BlockRole> ProductStepRoles(Arch arch, int step);
+
+// A Session's view of one block, resolved once instead of by name on every
+// token: each role's tensor (null where the model has none) and, per product
+// step, each thread's first bytes of the next step's packed weights (the
+// next block's first step or the output head after the last), which
+// MatMulPackedMany reads into the threads' caches while they would wait.
+struct BlockTensors {
+  std::array<const TensorView*, kBlockRoles> tensor{};
+  std::array<std::vector<ThreadPool::PrefetchSpan>, kProductSteps> next_spans;
+};
+
+// Buffers a block's parts reuse from call to call (sized on first use).
+struct BlockScratch {
+  std::vector<float> xn, q, k, v, qkv, proj, gate, att_out, hidden;
+  // RoPE angles (n, head_dim) of the batch's positions, kept while the next
+  // block's batch has the same positions (every block of a forward pass).
+  std::vector<float> rope;
+  int rope_pos0 = -1;
+  int64_t rope_n = 0;
+  int rope_head_dim = 0;
+  float rope_theta = 0;
+};
+
 struct BlockContextArgs {
   const ModelConfig* config = nullptr;
   const WeightLookup* weights = nullptr;
@@ -38,12 +88,11 @@ struct BlockContextArgs {
   float* value_cache = nullptr;
   bool reference = false;      // scalar reference kernels for every product
   const MatMulInputHook* on_matmul_input = nullptr;  // may be null
-  // Whether each packed product may look up the weights of the next one (the
-  // rest of this block, the next block's, the output head) to prefetch
-  // them: only when `weights` holds every tensor of the model and looking
-  // one up has no side effect (a Session's lookup, not layer-wise
-  // quantization's, which tracks what each forward read).
-  bool prefetch_next = false;
+  // This block's tensors resolved by the Session (null: look each up by
+  // name through `weights` on every call, as layer-wise quantization does,
+  // whose lookup tracks what each forward read).
+  const BlockTensors* tensors = nullptr;
+  BlockScratch* scratch = nullptr;  // null: the parts allocate their buffers
   // When set (e.g. "ffn_down.weight"), ForwardBlock returns right after the
   // hook has seen the input of blk.<layer>.<stop_after>; x is then left
   // partly updated and must be discarded. Saves the rest of the block when a

@@ -42,23 +42,18 @@ void LayerNorm(const float* x, const TensorView& w, const TensorView& b, float e
   }
 }
 
-void Rope(float* x, int n_heads, int head_dim, int pos, float theta, bool interleaved) {
-  const int half = head_dim / 2;
-  // The rotation of pair i is the same for every head: computed once.
-  float cos_sin[2 * 256];
-  std::vector<float> heap;
-  float* cs = cos_sin;
-  if (half > 256) {
-    heap.resize(size_t(2 * half));
-    cs = heap.data();
-  }
-  for (int i = 0; i < half; ++i) {
+void RopeAngles(int pos, int head_dim, float theta, float* cs) {
+  for (int i = 0; i < head_dim / 2; ++i) {
     // Frequency of pair i: theta^(-2i/head_dim), the same in both conventions.
     const float freq = std::pow(theta, -float(2 * i) / float(head_dim));
     const float angle = float(pos) * freq;
     cs[2 * i] = std::cos(angle);
     cs[2 * i + 1] = std::sin(angle);
   }
+}
+
+void RopeRotate(float* x, int n_heads, int head_dim, const float* cs, bool interleaved) {
+  const int half = head_dim / 2;
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + h * head_dim;
     for (int i = 0; i < half; ++i) {

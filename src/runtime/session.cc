@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <iterator>
 #include <limits>
 #include <string>
 #include <utility>
@@ -24,19 +22,9 @@ namespace lowbit {
 namespace {
 
 // Sort key of a weight in the order one token's forward pass reads it: block
-// by block q, k, v (or fused qkv), attention output, gate, up, down; then
-// the output head and anything else.
+// by block in BlockRole order, then the output head and anything else.
 std::pair<int64_t, int> ForwardOrder(const std::string& name) {
-  static constexpr const char* kRoles[] = {"attn_q.weight",   "attn_k.weight",  "attn_v.weight",
-                                           "attn_qkv.weight", "attn_output.weight", "ffn_gate.weight",
-                                           "ffn_up.weight",   "ffn_down.weight"};
-  int layer = -1, used = 0;
-  if (std::sscanf(name.c_str(), "blk.%d.%n", &layer, &used) == 1 && used > 0) {
-    const std::string role = name.substr(size_t(used));
-    for (int r = 0; r < int(std::size(kRoles)); ++r)
-      if (role == kRoles[r]) return {layer, r};
-    return {layer, int(std::size(kRoles))};
-  }
+  if (const auto block = ParseBlockTensor(name)) return {block->first, int(block->second)};
   return {std::numeric_limits<int64_t>::max(), 0};
 }
 
@@ -83,9 +71,42 @@ Session::Session(const Model& model, const SessionOptions& options) : model_(mod
     const auto it = packed_views_.find(name);
     return it != packed_views_.end() ? it->second : model_.Get(name);
   };
+  ResolveBlocks();
   const size_t kv = size_t(c.n_kv_heads) * size_t(c.head_dim);
   key_cache_.assign(size_t(c.n_layers) * size_t(max_context_) * kv, 0.0f);
   value_cache_.assign(key_cache_.size(), 0.0f);
+}
+
+const TensorView* Session::FindWeight(const std::string& name) const {
+  const auto it = packed_views_.find(name);
+  return it != packed_views_.end() ? &it->second : model_.Find(name);
+}
+
+void Session::ResolveBlocks() {
+  const ModelConfig& c = model_.config;
+  blocks_.resize(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l)
+    for (int r = 0; r < kBlockRoles; ++r)
+      blocks_[size_t(l)].tensor[size_t(r)] = FindWeight(fmt::format("blk.{}.{}", l, BlockRoleName(BlockRole(r))));
+  // Each step's next step: the block's following one, the next block's
+  // first, or the output head after the last block. No spans unless every
+  // weight of it is packed.
+  const TensorView* head = FindWeight(c.tied_output ? "token_embd.weight" : "output.weight");
+  for (int l = 0; l < c.n_layers; ++l)
+    for (int step = 0; step < kProductSteps; ++step) {
+      std::vector<const TensorView*> next;
+      if (step + 1 < kProductSteps || l + 1 < c.n_layers) {
+        const BlockTensors& b = blocks_[size_t(step + 1 < kProductSteps ? l : l + 1)];
+        for (BlockRole r : ProductStepRoles(c.arch, (step + 1) % kProductSteps)) next.push_back(b.tensor[size_t(r)]);
+      } else {
+        next.push_back(head);
+      }
+      std::vector<const PackedWeights*> packed;
+      for (const TensorView* t : next)
+        if (t != nullptr && t->packed != nullptr) packed.push_back(static_cast<const PackedWeights*>(t->packed));
+      if (!packed.empty() && packed.size() == next.size())
+        blocks_[size_t(l)].next_spans[size_t(step)] = PrefetchSpansFor(packed, *pool_);
+    }
 }
 
 Session::~Session() {
@@ -131,9 +152,10 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
   args.pos0 = position_;
   args.reference = reference_;
   args.on_matmul_input = &on_matmul_input;
-  args.prefetch_next = true;  // weights_ holds every tensor, with no side effect
+  args.scratch = &scratch_;
   for (int l = 0; l < c.n_layers; ++l) {
     args.layer = l;
+    args.tensors = &blocks_[size_t(l)];
     args.key_cache = &key_cache_[size_t(l) * size_t(max_context_) * size_t(kv_dim)];
     args.value_cache = &value_cache_[size_t(l) * size_t(max_context_) * size_t(kv_dim)];
     ForwardBlock(args, x.data(), n);

@@ -62,6 +62,10 @@ class Session {
   // One batch through every block; appends its logits (every token's, or the
   // last token's) to *out when out is not null.
   void EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::vector<float>* out);
+  // A weight by name, its packed view when there is one; null when missing.
+  const TensorView* FindWeight(const std::string& name) const;
+  // Fills blocks_ (after packing).
+  void ResolveBlocks();
 
   const Model& model_;
   int max_context_;
@@ -75,6 +79,8 @@ class Session {
   StreamBuffer<uint8_t> packed_arena_;  // their bytes, in forward-pass order
   std::unordered_map<std::string, TensorView> packed_views_;
   WeightLookup weights_;
+  std::vector<BlockTensors> blocks_;  // per layer: tensors resolved once, next steps' prefetch spans
+  BlockScratch scratch_;
   std::vector<float> key_cache_;    // (layers, max_context, kv_heads * head_dim)
   std::vector<float> value_cache_;  // (layers, max_context, kv_heads * head_dim)
   std::vector<float> logits_;
