@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "runtime/block.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
 #include "test_util.h"
@@ -111,6 +112,45 @@ TEST(Stories260K, ContextOverflowAndBadTokensAreErrors) {
   EXPECT_THROW(session.Eval(tokens, false), Error);
   std::vector<int32_t> bad = {1, 512};
   EXPECT_THROW(session.Eval(bad, false), Error);
+}
+
+TEST(BlockRoles, NamesParseBackToTheirLayerAndRole) {
+  for (int r = 0; r < kBlockRoles; ++r)
+    for (int layer : {0, 7, 21, 123456}) {
+      const std::string name = "blk." + std::to_string(layer) + "." + std::string(BlockRoleName(BlockRole(r)));
+      const auto parsed = ParseBlockTensor(name);
+      ASSERT_TRUE(parsed.has_value()) << name;
+      EXPECT_EQ(parsed->first, layer) << name;
+      EXPECT_EQ(parsed->second, BlockRole(r)) << name;
+    }
+  for (const char* name : {"output.weight", "token_embd.weight", "blk.3.attn_q", "blk..attn_q.weight",
+                           "blk.x.attn_q.weight", "blk.3attn_q.weight", "blk.3.attn_q.weight.extra", "blk.3."})
+    EXPECT_FALSE(ParseBlockTensor(name).has_value()) << name;
+}
+
+TEST(BlockRoles, EveryBlockTensorOfARealModelHasARole) {
+  // A role missing from the list would be a tensor the Session never resolves.
+  LOWBIT_REQUIRE_SHARED(kGguf);
+  auto model = LoadModel(SharedPath(kGguf));
+  int blocks = 0;
+  for (const TensorView& t : model->tensors())
+    if (t.name.starts_with("blk.")) {
+      EXPECT_TRUE(ParseBlockTensor(t.name).has_value()) << t.name;
+      ++blocks;
+    }
+  EXPECT_GT(blocks, 0);
+}
+
+TEST(BlockRoles, ProductStepsReadEachProductWeightOnceInForwardOrder) {
+  for (Arch arch : {Arch::kLlama, Arch::kGpt2}) {
+    std::vector<BlockRole> seen;
+    for (int step = 0; step < kProductSteps; ++step)
+      for (BlockRole r : ProductStepRoles(arch, step)) {
+        if (!seen.empty()) EXPECT_LT(int(seen.back()), int(r)) << "step " << step;  // the arena's order
+        seen.push_back(r);
+      }
+    EXPECT_EQ(seen.size(), arch == Arch::kGpt2 ? 4u : 7u);
+  }
 }
 
 }  // namespace
