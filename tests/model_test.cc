@@ -146,7 +146,9 @@ TEST(BlockRoles, ProductStepsReadEachProductWeightOnceInForwardOrder) {
     std::vector<BlockRole> seen;
     for (int step = 0; step < kProductSteps; ++step)
       for (BlockRole r : ProductStepRoles(arch, step)) {
-        if (!seen.empty()) EXPECT_LT(int(seen.back()), int(r)) << "step " << step;  // the arena's order
+        if (!seen.empty()) {
+          EXPECT_LT(int(seen.back()), int(r)) << "step " << step;  // the arena's order
+        }
         seen.push_back(r);
       }
     EXPECT_EQ(seen.size(), arch == Arch::kGpt2 ? 4u : 7u);

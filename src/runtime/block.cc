@@ -144,13 +144,34 @@ struct BlockOps {
         packed[num_packed++] = {static_cast<const PackedWeights*>(w.packed), outputs.begin()[i]};
     }
     if (num_packed == roles.size()) {
-      std::span<const ThreadPool::PrefetchSpan> next;
-      if (a.tensors != nullptr) next = a.tensors->next_spans[size_t(step)];
-      MatMulPackedMany({packed.data(), num_packed}, in, n, *a.pool, next);
+      MatMulPackedMany({packed.data(), num_packed}, in, n, *a.pool, NextSpans(step));
       return false;
     }
     for (size_t i = 0; i < roles.size(); ++i) Product(Tensor(roles[i]), in, outputs.begin()[i]);
     return false;
+  }
+
+  // What the threads read into their caches while they would wait after
+  // step `step` (a Session's blocks only): after the attention inputs, this
+  // layer's key and value rows up to the batch's last (attention reads them
+  // next, and they have left the caches since the last token), split evenly
+  // between the threads; then the next step's weights.
+  std::span<const ThreadPool::PrefetchSpan> NextSpans(int step) const {
+    if (a.tensors == nullptr) return {};
+    const std::vector<ThreadPool::PrefetchSpan>& next = a.tensors->next_spans[size_t(step)];
+    if (step != 0 || a.key_cache == nullptr || a.value_cache == nullptr) return next;
+    std::vector<ThreadPool::PrefetchSpan>& spans = scratch.spans;
+    spans.clear();
+    const int threads = a.pool->size();
+    const int64_t bytes = (a.pos0 + n) * kv_dim * int64_t(sizeof(float)), share = (bytes + threads - 1) / threads;
+    for (int t = 0; t < threads; ++t) {
+      const int64_t begin = std::min(bytes, t * share), len = std::min(bytes, begin + share) - begin;
+      if (len <= 0) continue;
+      spans.push_back({t, reinterpret_cast<const char*>(a.key_cache) + begin, len});
+      spans.push_back({t, reinterpret_cast<const char*>(a.value_cache) + begin, len});
+    }
+    spans.insert(spans.end(), next.begin(), next.end());
+    return spans;
   }
 
   void Product(const TensorView& w, const float* in, float* y) const {

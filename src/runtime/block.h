@@ -69,6 +69,7 @@ struct BlockTensors {
 // Buffers a block's parts reuse from call to call (sized on first use).
 struct BlockScratch {
   std::vector<float> xn, q, k, v, qkv, proj, gate, att_out, hidden;
+  std::vector<ThreadPool::PrefetchSpan> spans;  // a product's prefetch spans
   // RoPE angles (n, head_dim) of the batch's positions, kept while the next
   // block's batch has the same positions (every block of a forward pass).
   std::vector<float> rope;
