@@ -24,6 +24,7 @@
 #include "kernels/matmul.h"
 #include "runtime/ops.h"
 #include "test_random.h"
+#include "test_targets.h"
 
 namespace lowbit {
 namespace {
@@ -32,21 +33,7 @@ uint64_t Seed() { return testing::ReplayableSeed("attention_test"); }
 
 constexpr double kU = FLT_EPSILON / 2;  // unit roundoff of float, 2^-24
 
-// Runs body once per SIMD target, with the kernels dispatching to that
-// target; body() or body(target).
-template <typename Body>
-void ForEachTarget(const Body& body) {
-  for (const KernelTarget& t : KernelTargets()) {
-    SCOPED_TRACE("target " + t.name);
-    hwy::SetSupportedTargetsForTest(t.bits);
-    if constexpr (std::is_invocable_v<const Body&, const KernelTarget&>) {
-      body(t);
-    } else {
-      body();
-    }
-    hwy::SetSupportedTargetsForTest(0);
-  }
-}
+using testing::ForEachTarget;
 
 bool SameBits(float a, float b) {
   return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b) || (std::isnan(a) && std::isnan(b));

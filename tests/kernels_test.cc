@@ -21,6 +21,7 @@
 #include "kernels/quant_dot_ref.h"
 #include "kernels/matmul.h"
 #include "test_random.h"
+#include "test_targets.h"
 #include "test_weights.h"
 
 namespace lowbit {
@@ -40,16 +41,7 @@ std::vector<float> RandomValues(std::mt19937_64& rng, size_t count, float scale)
   return v;
 }
 
-// Runs body once per SIMD target, with MatMul dispatching to that target.
-template <typename Body>
-void ForEachTarget(const Body& body) {
-  for (const KernelTarget& t : KernelTargets()) {
-    SCOPED_TRACE("target " + t.name);
-    hwy::SetSupportedTargetsForTest(t.bits);
-    body(t);
-    hwy::SetSupportedTargetsForTest(0);
-  }
-}
+using testing::ForEachTarget;
 
 TEST(KernelsTest, TargetsIncludeTheBest) {
   const auto targets = KernelTargets();

@@ -32,6 +32,7 @@
 #include "kernels/w8a8.h"
 #include "test_util.h"
 #include "test_random.h"
+#include "test_targets.h"
 #include "test_weights.h"
 
 namespace lowbit {
@@ -42,15 +43,7 @@ using testing::SharedPath;
 
 uint64_t Seed() { return testing::ReplayableSeed("w8a8_test"); }
 
-template <typename Body>
-void ForEachTarget(const Body& body) {
-  for (const KernelTarget& t : KernelTargets()) {
-    SCOPED_TRACE("target " + t.name);
-    hwy::SetSupportedTargetsForTest(t.bits);
-    body();
-    hwy::SetSupportedTargetsForTest(0);
-  }
-}
+using testing::ForEachTarget;
 
 constexpr DType kInt8Channel = DTypeOf<IntFormat<8, false, kPerChannel>>();
 constexpr DType kInt8Tensor = DTypeOf<IntFormat<8, false, kPerTensor>>();
