@@ -112,8 +112,9 @@ TEST(Packed, KernelEqualsLayoutReferenceBitForBit) {
 
 // The activations the packed kernels read are the reference quantizer's
 // Q8_0 / Q8_K blocks, split into arrays: codes, scales and sums equal on
-// every target, for Gaussian rows with a zero block, a block of huge values
-// and a NaN block (the reference path).
+// every target, for Gaussian rows with a zero block, a block of huge values,
+// a NaN block (the reference path) and blocks whose largest magnitude occurs
+// twice with opposite signs (Q8_K's scale takes the first one's sign).
 TEST(Packed, ActivationsAreTheReferenceBlocksSplit) {
   std::mt19937_64 rng(Seed() ^ 5);
   for (DType t : kTypes) {
@@ -124,6 +125,8 @@ TEST(Packed, ActivationsAreTheReferenceBlocksSplit) {
     std::fill(x.begin() + bs, x.begin() + 2 * bs, 0.0f);           // token 0, block 1: zeros
     for (int64_t i = 0; i < bs; ++i) x[size_t(cols + i)] *= 1e30f;  // token 1, block 0: beyond f16
     x[size_t(2 * cols + 3 * bs + 5)] = NAN;                         // token 2, block 3: NaN
+    x[size_t(2 * bs + 3)] = -50.0f, x[size_t(3 * bs - 2)] = 50.0f;  // token 0, block 2: the first of two maxima sets the sign
+    x[size_t(3 * bs + 1)] = 50.0f, x[size_t(3 * bs + 6)] = -50.0f;  // block 3: the other way round
     std::vector<uint8_t> blocks(af.RowBytes(cols) * size_t(n));
     af.quantize(x.data(), n, cols, blocks.data(), nullptr);
     for (const KernelTarget& target : KernelTargets()) {

@@ -118,8 +118,18 @@ HWY_INLINE bool QuantizeBlockQ8K(const float* xb, float* d_out, int8_t* qs, int1
     std::memset(bsums, 0, 16 * sizeof(int16_t));
     return true;
   }
-  int first = 0;
-  while (std::fabs(xb[first]) != amax) ++first;
+  // The first element of largest magnitude (its sign is the scale's), a
+  // vector at a time: a scalar scan took about 0.3 us per 2048 columns of a
+  // generated token's activations (3 interleaved runs, Q4_K TinyLlama).
+  size_t first = 0;
+  const auto vamax = hn::Set(df, amax);
+  for (size_t i = 0; i < 256; i += lanes) {
+    const intptr_t k = hn::FindFirstTrue(df, hn::Eq(hn::Abs(hn::LoadU(df, xb + i)), vamax));
+    if (k >= 0) {
+      first = i + size_t(k);
+      break;
+    }
+  }
   const float iscale = -127.f / xb[first];
   const auto vscale = hn::Set(df, iscale), hi = hn::Set(df, 127.0f);
   for (int j = 0; j < 16; ++j) {
