@@ -323,6 +323,7 @@ class TestBlock final : public BlockContext {
       args.pool = &pool_;
       args.key_cache = kc.data();
       args.value_cache = vc.data();
+      args.cache_rows = seq_;
       args.on_matmul_input = &hook;
       args.stop_after = stop_after;
       ForwardBlock(args, x.data(), seq_);

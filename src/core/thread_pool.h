@@ -67,7 +67,7 @@ class ThreadPool {
   // ParallelForBalanced(n, chunk, ...), the ones it runs first.
   void BalancedShare(int64_t n, int64_t chunk, int index, int64_t* begin, int64_t* end) const;
   // Spans per thread per job that are kept (the rest are dropped).
-  static constexpr int kMaxPrefetchSpans = 4;
+  static constexpr int kMaxPrefetchSpans = 8;
 
   // How long an idle worker spins for the next job before it sleeps.
   static constexpr int64_t kSpinMicros = 300;

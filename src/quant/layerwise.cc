@@ -151,7 +151,7 @@ struct LayerwiseQuantizer::Impl {
   std::vector<float> x;           // (samples * seq_len, dim): the residual stream entering block next_layer
   std::vector<float> mid;         // (samples * seq_len, max(q, ffn)): a resumed block's attention output or
                                   // MLP hidden state (BlockContext::ForwardGroup), allocated on first use
-  std::vector<float> key_cache;   // (seq_len, kv) scratch
+  std::vector<float> key_cache;   // (kv heads, seq_len, head_dim) scratch
   std::vector<float> value_cache;
   int next_layer = 0;
   bool embedded = false;
@@ -381,6 +381,7 @@ class Block final : public BlockContext {
     args.pos0 = 0;
     args.key_cache = e_.key_cache.data();
     args.value_cache = e_.value_cache.data();
+    args.cache_rows = e_.seq_len;
     args.on_matmul_input = hook;
     args.stop_after = stop_after;
     return args;

@@ -152,23 +152,24 @@ struct BlockOps {
   }
 
   // What the threads read into their caches while they would wait after
-  // step `step` (a Session's blocks only): after the attention inputs, this
-  // layer's key and value rows up to the batch's last (attention reads them
-  // next, and they have left the caches since the last token), split evenly
-  // between the threads; then the next step's weights.
+  // step `step` (a Session's blocks only): after the attention inputs, the
+  // key and value rows of this layer up to the batch's last, each KV head's
+  // by the thread whose attention items read it (with one item per KV head
+  // and a contiguous split of the items, as ParallelFor runs one token's);
+  // then the next step's weights.
   std::span<const ThreadPool::PrefetchSpan> NextSpans(int step) const {
     if (a.tensors == nullptr) return {};
     const std::vector<ThreadPool::PrefetchSpan>& next = a.tensors->next_spans[size_t(step)];
     if (step != 0 || a.key_cache == nullptr || a.value_cache == nullptr) return next;
     std::vector<ThreadPool::PrefetchSpan>& spans = scratch.spans;
     spans.clear();
-    const int threads = a.pool->size();
-    const int64_t bytes = (a.pos0 + n) * kv_dim * int64_t(sizeof(float)), share = (bytes + threads - 1) / threads;
-    for (int t = 0; t < threads; ++t) {
-      const int64_t begin = std::min(bytes, t * share), len = std::min(bytes, begin + share) - begin;
-      if (len <= 0) continue;
-      spans.push_back({t, reinterpret_cast<const char*>(a.key_cache) + begin, len});
-      spans.push_back({t, reinterpret_cast<const char*>(a.value_cache) + begin, len});
+    const int threads = a.pool->size(), heads = c.n_kv_heads;
+    const int64_t bytes = (a.pos0 + n) * hd * int64_t(sizeof(float));
+    for (int h = 0; h < heads; ++h) {
+      const int t = int(int64_t(h) * threads / heads);
+      const int64_t at = h * a.cache_rows * hd;
+      spans.push_back({t, a.key_cache + at, bytes});
+      spans.push_back({t, a.value_cache + at, bytes});
     }
     spans.insert(spans.end(), next.begin(), next.end());
     return spans;
@@ -205,8 +206,10 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
   const int pos0 = args.pos0;
   const int64_t d = ops.d, hd = ops.hd, q_dim = ops.q_dim, kv_dim = ops.kv_dim;
   const int group = c.n_heads / c.n_kv_heads;  // query heads per KV head
-  float* kc = args.key_cache;    // (ctx, kv)
-  float* vc = args.value_cache;  // (ctx, kv)
+  float* kc = args.key_cache;    // (kv heads, cache_rows, head_dim)
+  float* vc = args.value_cache;  // (kv heads, cache_rows, head_dim)
+  const int64_t rows = args.cache_rows;
+  LOWBIT_CHECK(pos0 + n <= rows);
 
   float* xn = ops.Buffer(ops.scratch.xn, n * d);     // normed input (n, d)
   float* q = ops.Buffer(ops.scratch.q, n * q_dim);   // queries (n, q)
@@ -249,8 +252,12 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
       RopeRotate(&k[t * kv_dim], c.n_kv_heads, int(hd), &angles[t * hd], interleaved);
     }
   }
-  std::copy(k, k + n * kv_dim, kc + size_t(pos0) * size_t(kv_dim));
-  std::copy(v, v + n * kv_dim, vc + size_t(pos0) * size_t(kv_dim));
+  for (int64_t t = 0; t < n; ++t)
+    for (int h = 0; h < c.n_kv_heads; ++h) {
+      const int64_t from = t * kv_dim + h * hd, to = (h * rows + pos0 + t) * hd;
+      std::copy(k + from, k + from + hd, kc + to);
+      std::copy(v + from, v + from + hd, vc + to);
+    }
 
   // Causal attention: token t sees positions 0..pos0+t. With enough (token,
   // KV head) groups for the threads, one group per work item, its query
@@ -268,11 +275,11 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
       const int64_t len = pos0 + t + 1;
       float* o = &att_out[size_t(t * q_dim + h * hd)];
       if (per_item > 1) {
-        (args.reference ? AttendGroupRef : AttendGroup)(qh, per_item, hd, kc + kvh * hd, vc + kvh * hd, len, kv_dim,
-                                                        hd, att_scale, scores.data(), o, hd);
+        (args.reference ? AttendGroupRef : AttendGroup)(qh, per_item, hd, kc + kvh * rows * hd, vc + kvh * rows * hd,
+                                                        len, hd, hd, att_scale, scores.data(), o, hd);
       } else {
-        (args.reference ? AttendHeadRef : AttendHead)(qh, kc + kvh * hd, vc + kvh * hd, len, kv_dim, hd, att_scale,
-                                                      scores.data(), o);
+        (args.reference ? AttendHeadRef : AttendHead)(qh, kc + kvh * rows * hd, vc + kvh * rows * hd, len, hd, hd,
+                                                      att_scale, scores.data(), o);
       }
     }
   });

@@ -85,8 +85,12 @@ struct BlockContextArgs {
   ThreadPool* pool = nullptr;
   int layer = 0;
   int pos0 = 0;                // position of the first of the n tokens
-  float* key_cache = nullptr;  // (>= pos0 + n, kv_heads * head_dim) of this layer
+  // This layer's keys and values, (kv_heads, cache_rows, head_dim): each KV
+  // head's rows are contiguous, so attention streams them and each thread
+  // can prefetch the heads it attends with; cache_rows >= pos0 + n.
+  float* key_cache = nullptr;
   float* value_cache = nullptr;
+  int64_t cache_rows = 0;
   bool reference = false;      // scalar reference kernels for every product
   const MatMulInputHook* on_matmul_input = nullptr;  // may be null
   // This block's tensors resolved by the Session (null: look each up by

@@ -153,6 +153,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
   args.reference = reference_;
   args.on_matmul_input = &on_matmul_input;
   args.scratch = &scratch_;
+  args.cache_rows = max_context_;
   for (int l = 0; l < c.n_layers; ++l) {
     args.layer = l;
     args.tensors = &blocks_[size_t(l)];

@@ -81,8 +81,8 @@ class Session {
   WeightLookup weights_;
   std::vector<BlockTensors> blocks_;  // per layer: tensors resolved once, next steps' prefetch spans
   BlockScratch scratch_;
-  std::vector<float> key_cache_;    // (layers, max_context, kv_heads * head_dim)
-  std::vector<float> value_cache_;  // (layers, max_context, kv_heads * head_dim)
+  std::vector<float> key_cache_;    // (layers, kv_heads, max_context, head_dim)
+  std::vector<float> value_cache_;  // (layers, kv_heads, max_context, head_dim)
   std::vector<float> logits_;
 };
 
