@@ -132,18 +132,34 @@ HWY_INLINE void TileLegacy(const TileArgs& x) {
   for (size_t t = 0; t < T; ++t) _mm512_storeu_ps(x.y + (x.t0 + int64_t(t)) * x.out, acc[t]);
 }
 
-// Q4_K: a super-block is 64 bytes of f16 scales, 128 of sub-block scales, 128
-// of mins (i16 pairs), then 4 sub-block pairs of 512 code bytes. Per pair p,
-// low nibbles (sub-block 2p) and high nibbles kept in place (x16, sub-block
-// 2p + 1) are dotted separately, scaled by their 8-bit sub-block scales
-// (vpmulld) and summed; the high total is exactly 16x its value and shifts
-// back at the end. Mins: vpdpwssd of (m[2p], m[2p+1]) i16 pairs against the
+// Q4_K: a super-block is 64 bytes of f16 scales, 192 of 6-bit sub-block scales
+// and mins, then 4 sub-block pairs of 512 code bytes (packed.h). Once per
+// super-block the 6-bit header is widened to bytes in an L1 scratch `u`: 128
+// sub-block scales, then 128 mins as (m[2p], m[2p+1]) pairs. Per pair p, low
+// nibbles (sub-block 2p) and high nibbles kept in place (x16, sub-block
+// 2p + 1) are dotted separately, scaled by their sub-block scales (vpmulld)
+// and summed; the high total is exactly 16x its value and shifts back at the
+// end. Mins: vpdpwssd of the i16 (m[2p], m[2p+1]) pairs against the
 // activation's (bsum32[2p], bsum32[2p+1]) pairs.
-constexpr int64_t kQ4_KSuper = 64 + 128 + 128 + 2048;
+constexpr int64_t kQ4_KSuper = kPackedQ4KSuperBytes, kQ4_KCodes = kPackedQ4KHeaderBytes;
 
-HWY_INLINE void LoadQ4_KScales(const uint8_t* sb, int p, __m512i& sc_lo, __m512i& sc_hi) {
-  sc_lo = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sb + 64 + 32 * p)));
-  sc_hi = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(sb + 64 + 32 * p + 16)));
+// The 6-bit header at sb + 64 (packed.h) as 256 bytes u: a nibble from n0/n1
+// and two bits from hi per value, selected by mask (ternlog 0xCA: mask ? a : b).
+HWY_INLINE void UnpackQ4_KHeader(const uint8_t* sb, uint8_t* u) {
+  const __m512i n0 = Load512(sb + 64), n1 = Load512(sb + 128), hi = Load512(sb + 192);
+  const __m512i nibble = _mm512_set1_epi8(0x0F), six = _mm512_set1_epi8(0x3F);
+  const auto join = [&](__m512i low, __m512i high) {
+    return _mm512_and_si512(_mm512_ternarylogic_epi32(nibble, low, high, 0xCA), six);
+  };
+  _mm512_store_si512(u, join(n0, _mm512_slli_epi16(hi, 4)));
+  _mm512_store_si512(u + 64, join(_mm512_srli_epi16(n0, 4), _mm512_slli_epi16(hi, 2)));
+  _mm512_store_si512(u + 128, join(n1, hi));
+  _mm512_store_si512(u + 192, join(_mm512_srli_epi16(n1, 4), _mm512_srli_epi16(hi, 2)));
+}
+
+HWY_INLINE void LoadQ4_KScales(const uint8_t* u, int p, __m512i& sc_lo, __m512i& sc_hi) {
+  sc_lo = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(u + 32 * p)));
+  sc_hi = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(u + 32 * p + 16)));
 }
 
 // One token's 64 activation codes at ap against pair p's 8 code vectors v
@@ -173,9 +189,9 @@ HWY_INLINE __m512 EndQ4_KSuper(const uint8_t* sb, const __m512i (&mins_pairs)[4]
   return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(Half16(sb + 32), dav), acc);
 }
 
-HWY_INLINE void LoadQ4_KMins(const uint8_t* sb, __m512i (&mins_pairs)[4]) {
+HWY_INLINE void LoadQ4_KMins(const uint8_t* u, __m512i (&mins_pairs)[4]) {
   for (int p = 0; p < 4; ++p)
-    mins_pairs[p] = _mm512_cvtepu8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(sb + 192 + 32 * p)));
+    mins_pairs[p] = _mm512_cvtepu8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(u + 128 + 32 * p)));
 }
 
 // Q4_K, one token (generation), software pipelined as TileQ8_0One: the next
@@ -187,21 +203,22 @@ HWY_INLINE void LoadQ4_KMins(const uint8_t* sb, __m512i (&mins_pairs)[4]) {
 // loads for memory operands and the loop ran at 13 GB/s from L3. kernels_bench
 // 1 core from DRAM, 2048x5632: 26-28 -> 29-30 GB/s; tg64 paired roofline,
 // 6 interleaved rounds in the slow state: 0.80-0.85 -> 0.83-0.87.
-// The next super-block's header (scales and mins, 320 bytes in front of its
-// codes) is prefetched right before its first pair is loaded, so the lines
-// are asked for in address order; the header was first read after the codes
-// behind it. 5632x2048, 4 interleaved rounds: 0.83-0.87 -> 0.87-0.92 of the
-// read loop. Prefetching it one pair earlier, or a super-block earlier, was
-// worse (0.74-0.76, 0.78-0.86).
+// The next super-block's header (4 lines in front of its codes) is prefetched
+// right before its first pair is loaded, so the lines are asked for in
+// address order; the header was first read after the codes behind it.
+// 5632x2048, 4 interleaved rounds: 0.83-0.87 -> 0.87-0.92 of the read loop.
+// Prefetching it one pair earlier, or a super-block earlier, was worse
+// (0.74-0.76, 0.78-0.86).
 HWY_INLINE void TileQ4_KOne(const TileArgs& x) {
   const int64_t cols = x.p->cols, ns = x.a->nblk;
   const int8_t* codes = x.a->codes.get() + x.t0 * cols;
   const int32_t* pairs = x.a->sums.get() + x.t0 * x.a->sums_per_row;
   const float* da = x.a->scale.get() + x.t0 * ns;
+  alignas(64) uint8_t u[256];
   __m512 acc = _mm512_setzero_ps();
   __m512i v[8], next[8];
   for (int k = 0; k < 8; ++k) {
-    v[k] = Load512(x.grp + 320 + 64 * k);
+    v[k] = Load512(x.grp + kQ4_KCodes + 64 * k);
     next[k] = _mm512_setzero_si512();  // the last pair has no next
   }
   __m512i lo_total = _mm512_setzero_si512(), hi_total = _mm512_setzero_si512();
@@ -210,21 +227,24 @@ HWY_INLINE void TileQ4_KOne(const TileArgs& x) {
     const int64_t s = j >> 2;
     const int p = int(j & 3);
     const uint8_t* sb = x.grp + s * kQ4_KSuper;
-    if (p == 0 && s + 1 < ns)  // the next super-block's activation codes (below)
-      for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(codes + 256 * (s + 1) + 64 * l), _MM_HINT_T0);
-    if (p == 3 && s + 1 < ns)  // the next super-block's 5 header lines, just before its codes (below)
-      for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(sb + kQ4_KSuper + 64 * l), _MM_HINT_T0);
+    if (p == 0) {
+      UnpackQ4_KHeader(sb, u);
+      if (s + 1 < ns)  // the next super-block's activation codes (above)
+        for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(codes + 256 * (s + 1) + 64 * l), _MM_HINT_T0);
+    }
+    if (p == 3 && s + 1 < ns)  // the next super-block's header lines, just before its codes (above)
+      for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(sb + kQ4_KSuper + 64 * l), _MM_HINT_T0);
     if (j + 1 < np) {
-      const uint8_t* q = x.grp + ((j + 1) >> 2) * kQ4_KSuper + 320 + ((j + 1) & 3) * 512;
+      const uint8_t* q = x.grp + ((j + 1) >> 2) * kQ4_KSuper + kQ4_KCodes + ((j + 1) & 3) * 512;
       for (int k = 0; k < 8; ++k) next[k] = Load512(q + 64 * k);
     }
     __m512i sc_lo, sc_hi;
-    LoadQ4_KScales(sb, p, sc_lo, sc_hi);
+    LoadQ4_KScales(u, p, sc_lo, sc_hi);
     DotQ4_KPair(v, sc_lo, sc_hi, codes + 64 * j, lo_total, hi_total);
     for (int k = 0; k < 8; ++k) v[k] = next[k];
     if (p == 3) {
       __m512i mins_pairs[4];
-      LoadQ4_KMins(sb, mins_pairs);
+      LoadQ4_KMins(u, mins_pairs);
       acc = EndQ4_KSuper(sb, mins_pairs, pairs + 4 * s, da[s], lo_total, hi_total, acc);
       lo_total = hi_total = _mm512_setzero_si512();
     }
@@ -237,22 +257,24 @@ template <size_t T>
 HWY_INLINE void TileQ4_K(const TileArgs& x) {
   if constexpr (T == 1) return TileQ4_KOne(x);
   const int64_t cols = x.p->cols, ns = x.a->nblk;
+  alignas(64) uint8_t u[256];
   __m512 acc[T];
   for (size_t t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t s = 0; s < ns; ++s) {
     const uint8_t* sb = x.grp + s * kQ4_KSuper;
+    UnpackQ4_KHeader(sb, u);
     __m512i lo_total[T], hi_total[T];
     for (size_t t = 0; t < T; ++t) lo_total[t] = hi_total[t] = _mm512_setzero_si512();
     for (int p = 0; p < 4; ++p) {
       __m512i v[8];
-      for (int k = 0; k < 8; ++k) v[k] = Load512(sb + 320 + p * 512 + 64 * k);
+      for (int k = 0; k < 8; ++k) v[k] = Load512(sb + kQ4_KCodes + p * 512 + 64 * k);
       __m512i sc_lo, sc_hi;
-      LoadQ4_KScales(sb, p, sc_lo, sc_hi);
+      LoadQ4_KScales(u, p, sc_lo, sc_hi);
       for (size_t t = 0; t < T; ++t)
         DotQ4_KPair(v, sc_lo, sc_hi, x.a->codes.get() + (x.t0 + int64_t(t)) * cols + s * 256 + 64 * p, lo_total[t], hi_total[t]);
     }
     __m512i mins_pairs[4];
-    LoadQ4_KMins(sb, mins_pairs);
+    LoadQ4_KMins(u, mins_pairs);
     for (size_t t = 0; t < T; ++t) {
       const int64_t tok = x.t0 + int64_t(t);
       acc[t] = EndQ4_KSuper(sb, mins_pairs, x.a->sums.get() + tok * x.a->sums_per_row + 4 * s,

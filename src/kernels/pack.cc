@@ -22,7 +22,6 @@ namespace lowbit {
 namespace {
 
 constexpr int64_t R = kPackRows;
-constexpr int64_t kQ4KSuperBytes = 64 + 128 + 128 + 2048;  // packed bytes of one super-block of 16 rows
 
 bool IsQ4_0(DType t) { return t == DTypeOf<Q4_0Format>(); }
 bool IsQ8_0(DType t) { return t == DTypeOf<Q8_0Format>(); }
@@ -74,13 +73,35 @@ void UnpackLegacyGroup(DType type, const uint8_t* g, int64_t nb, uint8_t* rows) 
 
 // --- Q4_K ---------------------------------------------------------------------
 
+// The 6-bit header (packed.h) from the 256 8-bit values u, and back.
+void EncodeQ4KHeader(const uint8_t (&u)[256], uint8_t* h) {
+  for (int b = 0; b < 64; ++b) {
+    h[b] = uint8_t((u[b] & 15) | (u[64 + b] & 15) << 4);
+    h[64 + b] = uint8_t((u[128 + b] & 15) | (u[192 + b] & 15) << 4);
+    h[128 + b] = uint8_t(u[b] >> 4 | u[64 + b] >> 4 << 2 | u[128 + b] >> 4 << 4 | u[192 + b] >> 4 << 6);
+  }
+}
+
+void DecodeQ4KHeader(const uint8_t* h, uint8_t (&u)[256]) {
+  for (int b = 0; b < 64; ++b) {
+    const int hi = h[128 + b];
+    u[b] = uint8_t((h[b] & 15) | (hi & 3) << 4);
+    u[64 + b] = uint8_t(h[b] >> 4 | (hi >> 2 & 3) << 4);
+    u[128 + b] = uint8_t((h[64 + b] & 15) | (hi >> 4 & 3) << 4);
+    u[192 + b] = uint8_t(h[64 + b] >> 4 | (hi >> 6) << 4);
+  }
+}
+
+// Where row i's scale of sub-block j, and its min, sit in the header's u.
+constexpr int Q4KScaleIndex(int64_t i, int j) { return int(j * R + i); }
+constexpr int Q4KMinIndex(int64_t i, int j) { return int(128 + (j / 2) * 2 * R + 2 * i + (j & 1)); }
+
 void PackQ4KGroup(const uint8_t* rows, int64_t ns, uint8_t* g) {
   const int64_t row_bytes = ns * int64_t(sizeof(Q4_KFormat::Block));
   for (int64_t s = 0; s < ns; ++s) {
-    uint8_t* out = g + s * kQ4KSuperBytes;
-    uint8_t* sc = out + 64;
-    uint8_t* mins = out + 192;
-    uint8_t* codes = out + 320;
+    uint8_t* out = g + s * kPackedQ4KSuperBytes;
+    uint8_t* codes = out + kPackedQ4KHeaderBytes;
+    uint8_t u[256];
     for (int64_t i = 0; i < R; ++i) {
       const uint8_t* blk = rows + i * row_bytes + s * int64_t(sizeof(Q4_KFormat::Block));
       std::memcpy(out + 2 * i, blk, 2);           // d
@@ -89,8 +110,8 @@ void PackQ4KGroup(const uint8_t* rows, int64_t ns, uint8_t* g) {
       for (int j = 0; j < 8; ++j) {
         int s6, m6;
         Q4KScaleMin(scales, j, &s6, &m6);
-        sc[j * R + i] = uint8_t(s6);
-        mins[(j / 2) * 2 * R + 2 * i + (j & 1)] = uint8_t(m6);
+        u[Q4KScaleIndex(i, j)] = uint8_t(s6);
+        u[Q4KMinIndex(i, j)] = uint8_t(m6);
       }
       const uint8_t* qs = blk + 16;
       for (int p = 0; p < 4; ++p)
@@ -100,24 +121,25 @@ void PackQ4KGroup(const uint8_t* rows, int64_t ns, uint8_t* g) {
             codes[(p * 8 + k) * 64 + 4 * i + c] = v;
           }
     }
+    EncodeQ4KHeader(u, out + 64);
   }
 }
 
 void UnpackQ4KGroup(const uint8_t* g, int64_t ns, uint8_t* rows) {
   const int64_t row_bytes = ns * int64_t(sizeof(Q4_KFormat::Block));
   for (int64_t s = 0; s < ns; ++s) {
-    const uint8_t* in = g + s * kQ4KSuperBytes;
-    const uint8_t* sc = in + 64;
-    const uint8_t* mins = in + 192;
-    const uint8_t* codes = in + 320;
+    const uint8_t* in = g + s * kPackedQ4KSuperBytes;
+    const uint8_t* codes = in + kPackedQ4KHeaderBytes;
+    uint8_t u[256];
+    DecodeQ4KHeader(in + 64, u);
     for (int64_t i = 0; i < R; ++i) {
       uint8_t* blk = rows + i * row_bytes + s * int64_t(sizeof(Q4_KFormat::Block));
       std::memcpy(blk, in + 2 * i, 2);
       std::memcpy(blk + 2, in + 32 + 2 * i, 2);
       int s6[8], m6[8];
       for (int j = 0; j < 8; ++j) {
-        s6[j] = sc[j * R + i];
-        m6[j] = mins[(j / 2) * 2 * R + 2 * i + (j & 1)];
+        s6[j] = u[Q4KScaleIndex(i, j)];
+        m6[j] = u[Q4KMinIndex(i, j)];
       }
       uint8_t* scales = blk + 4;  // the inverse of Q4KScaleMin
       for (int j = 0; j < 4; ++j) {
@@ -146,7 +168,7 @@ int64_t PackedGroupBytes(const TensorView& w) {
   const FormatInfo& f = GetFormat(w.type);
   if (rows <= 0 || rows % R != 0 || cols <= 0 || cols % f.block_size != 0) return 0;
   const int64_t nblk = cols / f.block_size;
-  return IsQ4_K(w.type) ? nblk * kQ4KSuperBytes : PackedLegacyGroupBytes(nblk, CodeBytes(w.type));
+  return IsQ4_K(w.type) ? nblk * kPackedQ4KSuperBytes : PackedLegacyGroupBytes(nblk, CodeBytes(w.type));
 }
 
 }  // namespace
@@ -236,8 +258,10 @@ void GemmPackedGroupsRef(const PackedWeights& p, const PackedActivations& a, flo
         float acc = 0.0f;
         if (IsQ4_K(p.type)) {
           for (int64_t s = 0; s < a.nblk; ++s) {
-            const uint8_t* sb = grp + s * kQ4KSuperBytes;
-            const uint8_t* q = sb + 320;
+            const uint8_t* sb = grp + s * kPackedQ4KSuperBytes;
+            const uint8_t* q = sb + kPackedQ4KHeaderBytes;
+            uint8_t u[256];
+            DecodeQ4KHeader(sb + 64, u);
             int32_t lo_total = 0, hi_total = 0, mins = 0;
             for (int pr = 0; pr < 4; ++pr) {
               int32_t lo = 0, hi = 0;
@@ -247,11 +271,11 @@ void GemmPackedGroupsRef(const PackedWeights& p, const PackedActivations& a, flo
                   lo += (v & 15) * codes[s * 256 + 64 * pr + 4 * k + c];
                   hi += (v & 0xf0) * codes[s * 256 + 64 * pr + 32 + 4 * k + c];
                 }
-              lo_total += lo * sb[64 + (2 * pr) * R + i];
-              hi_total += hi * sb[64 + (2 * pr + 1) * R + i];
+              lo_total += lo * u[Q4KScaleIndex(i, 2 * pr)];
+              hi_total += hi * u[Q4KScaleIndex(i, 2 * pr + 1)];
               const int32_t pair = sums[4 * s + pr];
-              mins += sb[192 + pr * 2 * R + 2 * i] * int16_t(pair & 0xffff) +
-                      sb[192 + pr * 2 * R + 2 * i + 1] * int16_t(uint32_t(pair) >> 16);
+              mins += u[Q4KMinIndex(i, 2 * pr)] * int16_t(pair & 0xffff) +
+                      u[Q4KMinIndex(i, 2 * pr + 1)] * int16_t(uint32_t(pair) >> 16);
             }
             const int32_t ints = lo_total + (hi_total >> 4);
             const float dw = F16ToF32(LoadU16(sb + 2 * i)), dmin = F16ToF32(LoadU16(sb + 32 + 2 * i));

@@ -15,10 +15,15 @@
 //             = code(row i, 4m + c) | code(row i, 16 + 4m + c) << 4
 //   Q8_0: as Q4_0 with codes u8 q[8][64]: q[k][4 i + c] = qs(row i)[4k + c] ^ 0x80
 //         (offset to unsigned; the kernel subtracts 128 * sum(a)).
-//   Q4_K (ns = cols / 256 super-blocks), per super-block, 2368 bytes:
-//     u16 d[16], u16 dmin[16];  u8 sc[8][16];  u8 m[4][16][2] = (m[2p][i], m[2p+1][i]);
-//     u8 q[4][8][64]: q[p][k][4 i + c] = code(i, 64p + 4k + c) | code(i, 64p + 32 + 4k + c) << 4
-//     (sub-block scales and mins as 8-bit integers: 2.8% more bytes than the 6-bit packing).
+//   Q4_K (ns = cols / 256 super-blocks), per super-block, 2304 bytes (the
+//   file's 16 x 144, so a token reads the file's bytes):
+//     u16 d[16], u16 dmin[16];  192 bytes of 6-bit sub-block scales and mins;
+//     u8 q[4][8][64]: q[p][k][4 i + c] = code(i, 64p + 4k + c) | code(i, 64p + 32 + 4k + c) << 4.
+//   The 6-bit header holds 256 values u: u[16 j + i] = sc(row i, sub-block j)
+//   and u[128 + 32 p + 2 i + h] = m(row i, sub-block 2p + h), as
+//     n0[b] = u[b] & 15 | (u[64 + b] & 15) << 4,  n1[b] = u[128 + b] & 15 | (u[192 + b] & 15) << 4,
+//     hi[b] = u[b] >> 4 | u[64 + b] >> 4 << 2 | u[128 + b] >> 4 << 4 | u[192 + b] >> 4 << 6   (b < 64),
+//   which the kernel turns back into u (8-bit) with a few vector ops per super-block.
 // The integer sums are those of the row-major kernels (exact); only the float
 // summation order differs. UnpackWeights inverts the packing byte for byte.
 #pragma once
@@ -35,6 +40,10 @@
 namespace lowbit {
 
 inline constexpr int64_t kPackRows = 16;
+// Q4_K: bytes of one packed super-block of 16 rows, of its header (d, dmin
+// and the 6-bit scales and mins) in front of the codes.
+inline constexpr int64_t kPackedQ4KHeaderBytes = 64 + 192;
+inline constexpr int64_t kPackedQ4KSuperBytes = kPackedQ4KHeaderBytes + 2048;
 
 struct PackedWeights {
   DType type = DType::kF32;
