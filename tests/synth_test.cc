@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -185,7 +186,8 @@ TEST(Bench, SmokeJsonHasEveryField) {
   for (const char* k :
        {"pp_tokens_per_s", "pp_tokens_per_s_stdev", "tg_tokens_per_s", "tg_tokens_per_s_stdev", "model_bytes",
         "bytes_per_token", "read_bandwidth_gb_s", "tg_roofline_tokens_per_s", "roofline_fraction",
-        "roofline_fraction_paired", "threads", "p", "n"})
+        "roofline_fraction_paired", "threads", "p", "n", "read_bandwidth_peak_gb_s", "tg_repetitions_tokens_per_s",
+        "bandwidth_windows_gb_s"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["threads"], 2);
   EXPECT_EQ(j["p"], 8);
@@ -193,7 +195,15 @@ TEST(Bench, SmokeJsonHasEveryField) {
   EXPECT_GT(j["pp_tokens_per_s"].get<double>(), 0);
   EXPECT_GT(j["tg_tokens_per_s"].get<double>(), 0);
   EXPECT_GT(j["read_bandwidth_gb_s"].get<double>(), 0);
-  // One repetition: the passes beside it are at most the best pass.
+  // The roofline is the best probe window (one before and one after the
+  // repetition, at least), and a window's mean rate is at most its fastest pass.
+  const std::vector<double> windows = j["bandwidth_windows_gb_s"];
+  ASSERT_GE(windows.size(), 2u);
+  EXPECT_EQ(*std::max_element(windows.begin(), windows.end()), j["read_bandwidth_gb_s"].get<double>());
+  EXPECT_GE(j["read_bandwidth_peak_gb_s"].get<double>(), j["read_bandwidth_gb_s"].get<double>());
+  ASSERT_EQ(j["tg_repetitions_tokens_per_s"].size(), 1u);
+  EXPECT_EQ(j["tg_repetitions_tokens_per_s"][0].get<double>(), j["tg_tokens_per_s"].get<double>());
+  // One repetition: the windows beside it are at most the best window.
   EXPECT_GE(j["roofline_fraction_paired"].get<double>(), j["roofline_fraction"].get<double>() * (1 - 1e-12));
   // Per token: every matrix but the embedding, output head included.
   const uint64_t model_bytes = j["model_bytes"], per_token = j["bytes_per_token"];

@@ -62,6 +62,9 @@ uint64_t BytesPerGeneratedToken(const Model& model) {
 
 namespace {
 
+// Probe window without a tg run to match.
+constexpr double kNoTgWindowSeconds = 0.25;
+
 // The streaming-read probe: `threads` threads each sum their contiguous share
 // of a buffer in huge pages (as the packed weights are: the best read rate,
 // not one that stops the prefetchers at every 4 KiB page). One Run() is one
@@ -85,6 +88,17 @@ class ReadProbe {
     const Clock::time_point t0 = Clock::now();
     pool_.ParallelFor(words_, [&](int64_t b, int64_t e) { sum_ += SumWords(buf_.get(), b, e); });
     return double(words_) * sizeof(uint64_t) / Seconds(t0);
+  }
+  // Passes for at least `seconds` (one at least): their mean rate (total
+  // bytes / total time); `best` keeps the fastest single pass.
+  double RunFor(double seconds, double* best) {
+    const Clock::time_point t0 = Clock::now();
+    int passes = 0;
+    do {
+      *best = std::max(*best, Run());
+      ++passes;
+    } while (Seconds(t0) < seconds);
+    return double(passes) * double(words_) * sizeof(uint64_t) / Seconds(t0);
   }
 
  private:
@@ -161,32 +175,43 @@ BenchResult RunBench(const Model& model, const BenchOptions& o,
       pp.push_back(run_pp());
     }
   }
-  // The read bandwidth of a shared machine drifts (seen here: 33 to 65 GB/s
-  // within minutes), so a probe pass comes before and after every tg
-  // repetition; the best pass is the roofline, and each repetition is also
-  // set against the faster pass beside it (roofline_fraction_paired).
+  // The read bandwidth of a shared machine drifts: here 31-34 GB/s for
+  // seconds on end, with bursts of 45-60 GB/s that last from tens of ms to a
+  // few seconds. A tg repetition takes about a second, so the probe reads
+  // for as long as one (a window, several 1 GiB passes) before and after
+  // every repetition: the roofline is the best window, and each repetition
+  // is also set against the faster window beside it
+  // (roofline_fraction_paired). The best single pass (a burst a short
+  // probe may catch) is reported as the peak.
   if (o.bandwidth_runs <= 0) Fail("bench: need at least one bandwidth run");
   step("read bandwidth");
   ReadProbe probe(r.threads, o.bandwidth_bytes);
-  std::vector<double> passes = {probe.Run()};
-  std::vector<double> paired;
+  double peak = 0, window = kNoTgWindowSeconds;
+  std::vector<double> windows, paired;
   if (o.gen_tokens > 0) {
     step("warmup tg");
+    const Clock::time_point t0 = Clock::now();
     run_tg(1);
+    window = Seconds(t0) * o.gen_tokens;  // about one repetition
+    windows.push_back(probe.RunFor(window, &peak));
     for (int k = 0; k < o.repetitions; ++k) {
       ThrowIfInterrupted();
       step(fmt::format("tg{} {}/{}", o.gen_tokens, k + 1, o.repetitions));
       tg.push_back(run_tg(o.gen_tokens));
-      passes.push_back(probe.Run());
-      const double beside = std::max(passes[passes.size() - 2], passes.back());
+      window = o.gen_tokens / tg.back();
+      windows.push_back(probe.RunFor(window, &peak));
+      const double beside = std::max(windows[windows.size() - 2], windows.back());
       if (r.bytes_per_token > 0) paired.push_back(tg.back() * double(r.bytes_per_token) / beside);
     }
   }
   r.pp_tokens_per_s = MeanAndStdev(pp);
   r.tg_tokens_per_s = MeanAndStdev(tg);
+  r.tg_repetitions = tg;
 
-  while (int(passes.size()) < o.bandwidth_runs) passes.push_back(probe.Run());
-  r.read_bandwidth_gb_s = *std::max_element(passes.begin(), passes.end()) / 1e9;
+  while (int(windows.size()) < o.bandwidth_runs) windows.push_back(probe.RunFor(window, &peak));
+  r.read_bandwidth_gb_s = *std::max_element(windows.begin(), windows.end()) / 1e9;
+  r.read_bandwidth_peak_gb_s = peak / 1e9;
+  for (double w : windows) r.bandwidth_windows_gb_s.push_back(w / 1e9);
   if (!paired.empty()) {
     std::sort(paired.begin(), paired.end());
     const size_t m = paired.size() / 2;
