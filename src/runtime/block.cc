@@ -237,14 +237,11 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
       AddBias(ops.Tensor(R::kKBias), n, k);
       AddBias(ops.Tensor(R::kVBias), n, v);
     }
-    BlockScratch& s = ops.scratch;
-    float* angles = ops.Buffer(s.rope, n * hd);  // (n, head_dim)
-    if (s.rope_pos0 != pos0 || s.rope_n != n || s.rope_head_dim != int(hd) || s.rope_theta != c.rope_theta) {
-      for (int64_t t = 0; t < n; ++t) RopeAngles(pos0 + int(t), int(hd), c.rope_theta, &angles[t * hd]);
-      s.rope_pos0 = pos0;
-      s.rope_n = n;
-      s.rope_head_dim = int(hd);
-      s.rope_theta = c.rope_theta;
+    const float* angles = args.rope_angles;  // (n, head_dim)
+    if (angles == nullptr) {
+      float* own = ops.Buffer(ops.scratch.rope, n * hd);
+      for (int64_t t = 0; t < n; ++t) RopeAngles(pos0 + int(t), int(hd), c.rope_theta, &own[t * hd]);
+      angles = own;
     }
     const bool interleaved = c.rope_style == RopeStyle::kInterleaved;
     for (int64_t t = 0; t < n; ++t) {

@@ -70,13 +70,7 @@ struct BlockTensors {
 struct BlockScratch {
   std::vector<float> xn, q, k, v, qkv, proj, gate, att_out, hidden;
   std::vector<ThreadPool::PrefetchSpan> spans;  // a product's prefetch spans
-  // RoPE angles (n, head_dim) of the batch's positions, kept while the next
-  // block's batch has the same positions (every block of a forward pass).
-  std::vector<float> rope;
-  int rope_pos0 = -1;
-  int64_t rope_n = 0;
-  int rope_head_dim = 0;
-  float rope_theta = 0;
+  std::vector<float> rope;                      // RoPE angles, when the caller gives none
 };
 
 struct BlockContextArgs {
@@ -85,6 +79,10 @@ struct BlockContextArgs {
   ThreadPool* pool = nullptr;
   int layer = 0;
   int pos0 = 0;                // position of the first of the n tokens
+  // RoPE angles (n, head_dim) of positions pos0 .. pos0 + n - 1 (RopeAngles),
+  // which a Session computes once per forward pass; null: each block
+  // computes them.
+  const float* rope_angles = nullptr;
   // This layer's keys and values, (kv_heads, cache_rows, head_dim): each KV
   // head's rows are contiguous, so attention streams them and each thread
   // can prefetch the heads it attends with; cache_rows >= pos0 + n.

@@ -81,6 +81,7 @@ class Session {
   WeightLookup weights_;
   std::vector<BlockTensors> blocks_;  // per layer: tensors resolved once, next steps' prefetch spans
   BlockScratch scratch_;
+  std::vector<float> rope_angles_;  // (batch, head_dim) RoPE angles of the batch's positions
   std::vector<float> key_cache_;    // (layers, kv_heads, max_context, head_dim)
   std::vector<float> value_cache_;  // (layers, kv_heads, max_context, head_dim)
   std::vector<float> logits_;
