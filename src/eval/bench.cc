@@ -175,9 +175,9 @@ BenchResult RunBench(const Model& model, const BenchOptions& o,
       pp.push_back(run_pp());
     }
   }
-  // The read bandwidth of a shared machine drifts: here 31-34 GB/s for
-  // seconds on end, with bursts of 45-60 GB/s that last from tens of ms to a
-  // few seconds. A tg repetition takes about a second, so the probe reads
+  // The read bandwidth of a shared machine drifts: here 31-36 GB/s most of
+  // the time, with spells of 45-60 GB/s that last from tens of ms to tens of
+  // seconds. A tg repetition takes about a second, so the probe reads
   // for as long as one (a window, several 1 GiB passes) before and after
   // every repetition: the roofline is the best window, and each repetition
   // is also set against the faster window beside it
