@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/commands.h"
 #include "eval/bench.h"
@@ -71,9 +72,11 @@ Runner AddBenchCommand(CLI::App& app) {
     };
     if (r.prompt_tokens > 0) row(fmt::format("pp{}", r.prompt_tokens), r.pp_tokens_per_s);
     if (r.gen_tokens > 0) row(fmt::format("tg{}", r.gen_tokens), r.tg_tokens_per_s);
-    fmt::print("\nroofline: read bandwidth {:.2f} GB/s ({} threads, best window as long as a repetition; fastest "
-               "single pass {:.2f}) / {:.1f} MB read per token = {:.2f} t/s",
-               r.read_bandwidth_gb_s, r.threads, r.read_bandwidth_peak_gb_s, double(r.bytes_per_token) / 1e6,
+    const std::string window =
+        r.gen_tokens > 0 ? std::string("as long as a tg repetition") : fmt::format("of {} s", kNoTgWindowSeconds);
+    fmt::print("\nroofline: read bandwidth {:.2f} GB/s ({} threads, best window {}; fastest single pass {:.2f}) / "
+               "{:.1f} MB read per token = {:.2f} t/s",
+               r.read_bandwidth_gb_s, r.threads, window, r.read_bandwidth_peak_gb_s, double(r.bytes_per_token) / 1e6,
                r.tg_roofline_tokens_per_s);
     if (r.gen_tokens > 0)
       fmt::print("; tg reaches {:.1f}% of it ({:.1f}% of the bandwidth measured beside each repetition, median)",

@@ -62,9 +62,6 @@ uint64_t BytesPerGeneratedToken(const Model& model) {
 
 namespace {
 
-// Probe window without a tg run to match.
-constexpr double kNoTgWindowSeconds = 0.25;
-
 // The streaming-read probe: `threads` threads each sum their contiguous share
 // of a buffer in huge pages (as the packed weights are: the best read rate,
 // not one that stops the prefetchers at every 4 KiB page). One Run() is one

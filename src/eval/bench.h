@@ -18,6 +18,9 @@
 
 namespace lowbit {
 
+// The bandwidth probe's window when there is no tg repetition to match.
+inline constexpr double kNoTgWindowSeconds = 0.25;
+
 struct BenchOptions {
   int prompt_tokens = 512;                   // p (0: skip pp)
   int gen_tokens = 128;                      // n (0: skip tg)
@@ -41,7 +44,7 @@ struct BenchResult {
   uint64_t model_bytes = 0;      // every tensor's bytes
   uint64_t bytes_per_token = 0;  // weights one generated token reads
   // Streaming read rate of the best probe window, a window being as long as
-  // a tg repetition (0.25 s without tg): what the memory sustains over the
+  // a tg repetition (kNoTgWindowSeconds without tg): what the memory sustains over the
   // time a measurement takes.
   double read_bandwidth_gb_s = 0;
   double read_bandwidth_peak_gb_s = 0;  // the fastest single 1 GiB pass (about 20-30 ms)
