@@ -3,8 +3,9 @@
 // roofline beside it, as a llama-bench-like table or a JSON object.
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "eval/bench.h"

@@ -44,8 +44,8 @@ struct BenchResult {
   uint64_t model_bytes = 0;      // every tensor's bytes
   uint64_t bytes_per_token = 0;  // weights one generated token reads
   // Streaming read rate of the best probe window, a window being as long as
-  // a tg repetition (kNoTgWindowSeconds without tg): what the memory sustains over the
-  // time a measurement takes.
+  // a tg repetition (kNoTgWindowSeconds without tg): what the memory
+  // sustains over the time a measurement takes.
   double read_bandwidth_gb_s = 0;
   double read_bandwidth_peak_gb_s = 0;  // the fastest single 1 GiB pass (about 20-30 ms)
   // Each probe window's rate, in order: with tg, the window before the first
