@@ -240,7 +240,7 @@ bool BlockAttention(const BlockContextArgs& args, const float* x, int64_t n, flo
     const float* angles = args.rope_angles;  // (n, head_dim)
     if (angles == nullptr) {
       float* own = ops.Buffer(ops.scratch.rope, n * hd);
-      for (int64_t t = 0; t < n; ++t) RopeAngles(pos0 + int(t), int(hd), c.rope_theta, &own[t * hd]);
+      RopeAngles(pos0, n, int(hd), c.rope_theta, own);
       angles = own;
     }
     const bool interleaved = c.rope_style == RopeStyle::kInterleaved;

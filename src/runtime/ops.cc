@@ -42,14 +42,15 @@ void LayerNorm(const float* x, const TensorView& w, const TensorView& b, float e
   }
 }
 
-void RopeAngles(int pos, int head_dim, float theta, float* cs) {
-  for (int i = 0; i < head_dim / 2; ++i) {
-    // Frequency of pair i: theta^(-2i/head_dim), the same in both conventions.
-    const float freq = std::pow(theta, -float(2 * i) / float(head_dim));
-    const float angle = float(pos) * freq;
-    cs[2 * i] = std::cos(angle);
-    cs[2 * i + 1] = std::sin(angle);
-  }
+void RopeAngles(int pos0, int64_t n, int head_dim, float theta, float* cs) {
+  for (int64_t t = 0; t < n; ++t, cs += head_dim)
+    for (int i = 0; i < head_dim / 2; ++i) {
+      // Frequency of pair i: theta^(-2i/head_dim), the same in both conventions.
+      const float freq = std::pow(theta, -float(2 * i) / float(head_dim));
+      const float angle = float(pos0 + int(t)) * freq;
+      cs[2 * i] = std::cos(angle);
+      cs[2 * i + 1] = std::sin(angle);
+    }
 }
 
 void RopeRotate(float* x, int n_heads, int head_dim, const float* cs, bool interleaved) {

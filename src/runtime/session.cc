@@ -156,8 +156,7 @@ void Session::EvalBatch(std::span<const int32_t> tokens, bool all_logits, std::v
   args.cache_rows = max_context_;
   if (c.arch != Arch::kGpt2) {  // the batch's RoPE angles, once for all blocks
     rope_angles_.resize(size_t(n * c.head_dim));
-    for (int64_t t = 0; t < n; ++t)
-      RopeAngles(position_ + int(t), c.head_dim, c.rope_theta, &rope_angles_[size_t(t * c.head_dim)]);
+    RopeAngles(position_, n, c.head_dim, c.rope_theta, rope_angles_.data());
     args.rope_angles = rope_angles_.data();
   }
   for (int l = 0; l < c.n_layers; ++l) {
