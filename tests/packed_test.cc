@@ -18,11 +18,11 @@
 #include "core/half.h"
 #include "formats/all_formats.h"
 #include "formats/format.h"
-#include "hwy/targets.h"
 #include "kernels/matmul.h"
 #include "kernels/packed.h"
 #include "kernels/quant_dot_ref.h"
 #include "test_random.h"
+#include "test_targets.h"
 #include "test_weights.h"
 
 namespace lowbit {
@@ -97,15 +97,13 @@ TEST(Packed, KernelEqualsLayoutReferenceBitForBit) {
         const PackedActivations a = QuantizePackedActivations(t, x.data(), n, cols, pool);
         std::vector<float> y_ref(size_t(n * rows), NAN);
         GemmPackedGroupsRef(*p, a, y_ref.data(), 0, rows / kPackRows);
-        for (const KernelTarget& target : KernelTargets()) {
-          hwy::SetSupportedTargetsForTest(target.bits);
+        testing::ForEachTarget([&] {
           std::vector<float> y(size_t(n * rows), NAN);
           MatMulPacked(*p, x.data(), n, y.data(), pool);
-          hwy::SetSupportedTargetsForTest(0);
           for (size_t i = 0; i < y.size(); ++i)
             ASSERT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(y_ref[i]))
-                << target.name << " output " << i << ": " << y[i] << " vs " << y_ref[i];
-        }
+                << "output " << i << ": " << y[i] << " vs " << y_ref[i];
+        });
       }
   }
 }
@@ -129,12 +127,9 @@ TEST(Packed, ActivationsAreTheReferenceBlocksSplit) {
     x[size_t(3 * bs + 1)] = 50.0f, x[size_t(3 * bs + 6)] = -50.0f;  // block 3: the other way round
     std::vector<uint8_t> blocks(af.RowBytes(cols) * size_t(n));
     af.quantize(x.data(), n, cols, blocks.data(), nullptr);
-    for (const KernelTarget& target : KernelTargets()) {
-      SCOPED_TRACE(target.name);
-      hwy::SetSupportedTargetsForTest(target.bits);
+    testing::ForEachTarget([&] {
       ThreadPool pool(2);
       const PackedActivations a = QuantizePackedActivations(t, x.data(), n, cols, pool);
-      hwy::SetSupportedTargetsForTest(0);
       for (int64_t tok = 0; tok < n; ++tok)
         for (int64_t b = 0; b < nblk; ++b) {
           const uint8_t* blk = blocks.data() + size_t(tok) * af.RowBytes(cols) + size_t(b) * af.block_bytes;
@@ -164,7 +159,7 @@ TEST(Packed, ActivationsAreTheReferenceBlocksSplit) {
             ASSERT_EQ(sums[b], (t == DTypeOf<Q4_0Format>() ? -8 : -128) * sum);
           }
         }
-    }
+    });
   }
 }
 
