@@ -107,14 +107,6 @@ class ReadProbe {
 
 }  // namespace
 
-double MeasureReadBandwidth(int threads, size_t bytes, int runs) {
-  if (runs <= 0) Fail("bandwidth probe: no runs");
-  ReadProbe probe(threads, bytes);
-  double best = 0;
-  for (int r = 0; r < runs; ++r) best = std::max(best, probe.Run());
-  return best;
-}
-
 BenchResult RunBench(const Model& model, const BenchOptions& o,
                      const std::function<void(const std::string&)>& on_step) {
   auto step = [&](const std::string& s) {

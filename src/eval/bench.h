@@ -63,10 +63,6 @@ struct BenchResult {
 // embeddings (one row each), plus the output head (token_embd when tied).
 uint64_t BytesPerGeneratedToken(const Model& model);
 
-// Best-of-`runs` streaming read bandwidth in bytes/s with `threads` threads,
-// each summing its contiguous share of a `bytes` buffer.
-double MeasureReadBandwidth(int threads, size_t bytes, int runs);
-
 // Runs warmup + repetitions; `on_step` (may be empty) is told what runs next.
 BenchResult RunBench(const Model& model, const BenchOptions& options,
                      const std::function<void(const std::string&)>& on_step = {});
